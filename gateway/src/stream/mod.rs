@@ -1,0 +1,32 @@
+//! Live streams: one task owns each stream's packager state and publishes
+//! immutable snapshots through a `watch` channel; HTTP handlers only read them.
+
+pub mod registry;
+
+use std::sync::Arc;
+
+use packager::rendition::RenditionSnapshot;
+
+/// What the multivariant playlist says about a rendition (rfc8216bis §4.4.6.2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VariantInfo {
+    /// RFC 6381 codec strings, e.g. `avc1.64001f,mp4a.40.2`.
+    pub codecs: String,
+    /// Peak segment bit rate, bits per second.
+    pub bandwidth: u64,
+    /// Average segment bit rate, bits per second.
+    pub average_bandwidth: u64,
+    pub resolution: Option<(u16, u16)>,
+    pub frame_rate: Option<f64>,
+}
+
+/// One published state of a stream.
+#[derive(Clone, Debug)]
+pub struct StreamSnapshot {
+    pub name: String,
+    /// The muxed audio+video rendition, once its first part is cut.
+    pub main: Option<Arc<RenditionSnapshot>>,
+    pub variant: Option<VariantInfo>,
+    /// The stream is gone: blocked requests must answer now.
+    pub closed: bool,
+}

@@ -1,0 +1,54 @@
+//! Name → stream lookup shared by ingest (writers) and HTTP (readers).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use super::StreamSnapshot;
+
+/// A reader's handle on a stream.
+pub type StreamWatch = watch::Receiver<Arc<StreamSnapshot>>;
+
+/// The streams that exist now. The lock is never held across an `.await`.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<RwLock<HashMap<String, StreamWatch>>>,
+}
+
+impl Registry {
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<StreamWatch> {
+        self.inner.read().ok()?.get(name).cloned()
+    }
+
+    /// Names of the streams that exist now, sorted.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Adds a stream; returns `false` if the name is taken.
+    pub fn insert(&self, name: &str, watch: StreamWatch) -> bool {
+        let Ok(mut m) = self.inner.write() else {
+            return false;
+        };
+        if m.contains_key(name) {
+            return false;
+        }
+        m.insert(name.to_owned(), watch);
+        true
+    }
+
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.inner.write() {
+            m.remove(name);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! dropline's LL-HLS packager: CMAF boxes, the part/segment timeline, the media
+//! playlist writer and the blocking-request decision.
+//!
+//! Pure: no IO, no clock, no async runtime. Inputs are samples and times; outputs
+//! are bytes and decisions (see `../shared/notes/style.md`, convention 1).
+#![forbid(unsafe_code)]
+
+pub mod cmaf;
+pub mod rendition;
+pub mod sample;
+pub mod units;
