@@ -1,1 +1,322 @@
-//! Configuration.
+//! Configuration: defaults < TOML file < `DROPLINE_*` environment < command line.
+//!
+//! Unknown keys are an error, so a typo never silently falls back to a default.
+//! Secrets (stream passphrases) come from the file or the environment only.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub srt: SrtConfig,
+    pub http: HttpConfig,
+    pub hls: HlsConfig,
+    /// Per-stream settings, by stream name.
+    pub streams: BTreeMap<String, StreamConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtConfig {
+    pub listen: SocketAddr,
+    /// Receiver latency (ms): the window SRT has to retransmit lost packets.
+    /// Use ≥ 4 × the path RTT; cellular uplinks want 1000–2000.
+    pub latency_ms: u64,
+    /// Accept publishers for stream names that have no `[streams.NAME]` entry.
+    pub allow_unlisted_streams: bool,
+    /// Publishers connected at once, all streams together.
+    pub max_connections: usize,
+    /// How long a stream waits for its publisher to come back before it ends.
+    pub reconnect_grace_ms: u64,
+    /// Without H.264 video after this long, a publisher is dropped.
+    pub video_timeout_ms: u64,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9000)),
+            latency_ms: 200,
+            allow_unlisted_streams: true,
+            max_connections: 64,
+            reconnect_grace_ms: 10_000,
+            video_timeout_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Folder of the demo player page (and `node_modules/hls.js`).
+    pub web_root: PathBuf,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            web_root: PathBuf::from("web"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HlsConfig {
+    /// The segment grid; set the encoder's keyframe interval to this or a divisor.
+    pub segment_duration_ms: u64,
+    /// Wanted PART-TARGET; the declared one is the nearest whole number of frames.
+    pub part_target_ms: u64,
+    /// Complete segments kept in the playlist.
+    pub window_segments: usize,
+    /// How long an ended stream stays fetchable.
+    pub linger_ms: u64,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration_ms: 2000,
+            part_target_ms: 200,
+            window_segments: 8,
+            linger_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// SRT passphrase (10–79 characters) the publisher must use.
+    pub passphrase: Option<String>,
+}
+
+impl fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamConfig")
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), then applies `DROPLINE_*` variables from `env`.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Self::default(),
+        };
+        for (name, value) in env {
+            cfg.apply_env(&name, &value)?;
+        }
+        Ok(cfg)
+    }
+
+    /// `DROPLINE_SECTION_FIELD=value`, and `DROPLINE_STREAM_<NAME>_PASSPHRASE`
+    /// for stream secrets. Other variables (outside the `DROPLINE_` prefix, or
+    /// used by tools such as `DROPLINE_BIN`) are ignored.
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let Some(key) = name.strip_prefix("DROPLINE_") else {
+            return Ok(());
+        };
+        let bad = |message: String| ConfigError::Env {
+            name: name.to_owned(),
+            message,
+        };
+        fn num<T: std::str::FromStr>(v: &str) -> Result<T, String>
+        where
+            T::Err: fmt::Display,
+        {
+            v.parse::<T>().map_err(|e| e.to_string())
+        }
+        match key {
+            "SRT_LISTEN" => self.srt.listen = num(value).map_err(bad)?,
+            "SRT_LATENCY_MS" => self.srt.latency_ms = num(value).map_err(bad)?,
+            "SRT_ALLOW_UNLISTED_STREAMS" => {
+                self.srt.allow_unlisted_streams = num(value).map_err(bad)?;
+            }
+            "SRT_MAX_CONNECTIONS" => self.srt.max_connections = num(value).map_err(bad)?,
+            "SRT_RECONNECT_GRACE_MS" => self.srt.reconnect_grace_ms = num(value).map_err(bad)?,
+            "SRT_VIDEO_TIMEOUT_MS" => self.srt.video_timeout_ms = num(value).map_err(bad)?,
+            "HTTP_LISTEN" => self.http.listen = num(value).map_err(bad)?,
+            "HTTP_WEB_ROOT" => self.http.web_root = PathBuf::from(value),
+            "HLS_SEGMENT_DURATION_MS" => self.hls.segment_duration_ms = num(value).map_err(bad)?,
+            "HLS_PART_TARGET_MS" => self.hls.part_target_ms = num(value).map_err(bad)?,
+            "HLS_WINDOW_SEGMENTS" => self.hls.window_segments = num(value).map_err(bad)?,
+            "HLS_LINGER_MS" => self.hls.linger_ms = num(value).map_err(bad)?,
+            _ => {
+                if let Some(stream) = key
+                    .strip_prefix("STREAM_")
+                    .and_then(|k| k.strip_suffix("_PASSPHRASE"))
+                {
+                    self.streams
+                        .entry(stream.to_ascii_lowercase())
+                        .or_default()
+                        .passphrase = Some(value.to_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if !(1000..=10_000).contains(&self.hls.segment_duration_ms) {
+            return Err(invalid("hls.segment_duration_ms", "must be 1000..=10000"));
+        }
+        if !(50..=2000).contains(&self.hls.part_target_ms)
+            || self.hls.part_target_ms * 2 > self.hls.segment_duration_ms
+        {
+            return Err(invalid(
+                "hls.part_target_ms",
+                "must be 50..=2000 and at most half the segment duration",
+            ));
+        }
+        if self.hls.window_segments < 3 {
+            return Err(invalid("hls.window_segments", "must be at least 3"));
+        }
+        if self.srt.max_connections == 0 {
+            return Err(invalid("srt.max_connections", "must be at least 1"));
+        }
+        for (name, s) in &self.streams {
+            if !crate::stream::valid_name(name) {
+                return Err(invalid(
+                    &format!("streams.{name}"),
+                    "stream names are 1–64 of [A-Za-z0-9_-]",
+                ));
+            }
+            if let Some(p) = &s.passphrase {
+                // SRT: "The passphrase ... must be 10..79 characters".
+                if !(10..=79).contains(&p.len()) {
+                    return Err(invalid(
+                        &format!("streams.{name}.passphrase"),
+                        "must be 10..=79 characters (SRT)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn passphrase(&self, stream: &str) -> Option<&str> {
+        self.streams.get(stream)?.passphrase.as_deref()
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    #[must_use]
+    pub fn redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        for s in c.streams.values_mut() {
+            if s.passphrase.is_some() {
+                s.passphrase = Some("<redacted>".to_owned());
+            }
+        }
+        toml::to_string_pretty(&c).unwrap_or_default()
+    }
+}
+
+impl SrtConfig {
+    #[must_use]
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.latency_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let f = write(
+            "[hls]\npart_target_ms = 250\n[streams.show]\npassphrase = \"0123456789ab\"\n",
+        );
+        let cfg = Config::load(
+            Some(f.path()),
+            [
+                ("DROPLINE_HLS_PART_TARGET_MS".into(), "300".into()),
+                ("DROPLINE_STREAM_SHOW_PASSPHRASE".into(), "fromtheenv!".into()),
+                ("DROPLINE_BIN".into(), "ignored".into()),
+                ("HOME".into(), "/root".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.hls.part_target_ms, 300);
+        assert_eq!(cfg.passphrase("show"), Some("fromtheenv!"));
+        cfg.validate().unwrap();
+        assert!(!cfg.redacted_toml().contains("fromtheenv"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let f = write("[hls]\npart_traget_ms = 250\n");
+        let err = Config::load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(err.contains("part_traget_ms"), "{err}");
+        let f = write("[nope]\n");
+        assert!(Config::load(Some(f.path()), []).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Config::load(None, [("DROPLINE_SRT_LISTEN".into(), "nowhere".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DROPLINE_SRT_LISTEN"), "{err}");
+        let mut cfg = Config::default();
+        cfg.hls.part_target_ms = 5;
+        assert!(cfg.validate().unwrap_err().to_string().contains("hls.part_target_ms"));
+        cfg = Config::default();
+        cfg.streams.insert(
+            "x".into(),
+            StreamConfig {
+                passphrase: Some("short".into()),
+            },
+        );
+        assert!(cfg.validate().is_err());
+    }
+}

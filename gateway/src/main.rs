@@ -1,1 +1,211 @@
-fn main() {}
+//! `dropline`: the gateway binary.
+//!
+//! Contract for scripts: once every listener is bound, one stdout line
+//! `dropline ready srt=IP:PORT http=IP:PORT` lists them.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway::config::Config;
+use gateway::http::{AppState, router};
+use gateway::ingest::srt::SrtIngest;
+use gateway::media::TestSource;
+use gateway::stream::hub::Hub;
+use gateway::stream::registry::Registry;
+use gateway::stream::task::StreamSettings;
+use packager::rendition::Retention;
+use packager::segmenter::SegmenterConfig;
+use packager::units::MediaTime;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "dropline", version, about = "Low-latency SRT → LL-HLS gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Print the effective configuration (secrets redacted) and exit.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// SRT listen address (UDP), e.g. 0.0.0.0:9000; port 0 picks one.
+    #[arg(long)]
+    srt_listen: Option<SocketAddr>,
+    /// HTTP listen address, e.g. 0.0.0.0:8080; port 0 picks one.
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Folder of the demo player page.
+    #[arg(long)]
+    web_root: Option<PathBuf>,
+    /// Publish an embedded test pattern under this stream name.
+    #[arg(long)]
+    test_source: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(config.as_deref(), std::env::vars())?;
+            cfg.validate()?;
+            print!("{}", cfg.redacted_toml());
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            rt.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(a) = args.srt_listen {
+        cfg.srt.listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        cfg.http.listen = a;
+    }
+    if let Some(w) = args.web_root {
+        cfg.http.web_root = w;
+    }
+    cfg.validate()?;
+    let cfg = Arc::new(cfg);
+    gateway::media::init().context("initialising GStreamer")?;
+
+    let registry = Registry::default();
+    let hub = Hub::new(registry.clone(), stream_settings(&cfg));
+    let shutdown = CancellationToken::new();
+
+    let srt = SrtIngest::bind(Arc::clone(&cfg), hub)
+        .await
+        .with_context(|| format!("binding SRT on {}", cfg.srt.listen))?;
+    let srt_addr = srt.local_addr();
+    let http = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
+    let http_addr = http.local_addr()?;
+
+    let app = router(AppState {
+        registry,
+        web_root: cfg.http.web_root.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+    let srt_task = tokio::spawn(srt.run(shutdown.clone()));
+
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "dropline ready srt={srt_addr} http={http_addr}")?;
+        out.flush()?;
+    }
+    info!(%srt_addr, %http_addr, "listening");
+
+    let _source = match &args.test_source {
+        Some(name) => {
+            let target = loopback_of(srt_addr);
+            let source = TestSource::start(
+                target,
+                name,
+                cfg.passphrase(name),
+                Duration::from_millis(cfg.hls.segment_duration_ms / 2),
+            )
+            .context("starting the test source")?;
+            info!("test source publishing as {name:?}: open http://{}/?stream={name}", loopback_of(http_addr));
+            Some(source)
+        }
+        None => None,
+    };
+
+    shutdown_signal().await;
+    info!("shutting down");
+    shutdown.cancel();
+    let grace = Duration::from_secs(5);
+    if tokio::time::timeout(grace, http_task).await.is_err() {
+        error!("HTTP server did not stop within {grace:?}");
+    }
+    srt_task.abort();
+    Ok(())
+}
+
+fn stream_settings(cfg: &Config) -> StreamSettings {
+    StreamSettings {
+        segmenter: SegmenterConfig {
+            segment_duration: MediaTime::from_millis(ms(cfg.hls.segment_duration_ms)),
+            part_target: MediaTime::from_millis(ms(cfg.hls.part_target_ms)),
+        },
+        retention: Retention {
+            segments: cfg.hls.window_segments,
+        },
+        reconnect_grace: Duration::from_millis(cfg.srt.reconnect_grace_ms),
+        video_timeout: Duration::from_millis(cfg.srt.video_timeout_ms),
+        linger: Duration::from_millis(cfg.hls.linger_ms),
+    }
+}
+
+/// Validated config values are small; saturate rather than wrap.
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A wildcard listen address is reached through loopback.
+fn loopback_of(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+    } else {
+        addr
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

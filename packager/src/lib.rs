@@ -5,7 +5,11 @@
 //! are bytes and decisions (see `../shared/notes/style.md`, convention 1).
 #![forbid(unsafe_code)]
 
+pub mod blocking;
 pub mod cmaf;
+pub mod directives;
+pub mod playlist;
+pub mod segmenter;
 pub mod rendition;
 pub mod sample;
 pub mod units;

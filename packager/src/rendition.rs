@@ -89,10 +89,10 @@ impl RenditionSnapshot {
     /// The last published part, as (MSN, index).
     #[must_use]
     pub fn last_part(&self) -> Option<(Msn, PartIndex)> {
-        if let Some(open) = &self.open {
-            if let Some(p) = open.parts.last() {
-                return Some((open.msn, p.index));
-            }
+        if let Some(open) = &self.open
+            && let Some(p) = open.parts.last()
+        {
+            return Some((open.msn, p.index));
         }
         let last = self.segments.last()?;
         Some((last.msn, last.parts.last()?.index))
@@ -230,5 +230,92 @@ impl Rendition {
             self.retired.pop_front();
         }
         self.snapshot.retired_parts = self.retired.iter().map(|(_, p)| Arc::clone(p)).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(seq: u64, index: u32) -> Part {
+        Part {
+            seq: PartSeq(seq),
+            index: PartIndex(index),
+            duration: MediaTime::from_millis(500),
+            independent: index == 0,
+            data: Bytes::from(vec![u8::try_from(seq % 256).unwrap(); 4]),
+        }
+    }
+
+    fn open(msn: u64, discontinuity: bool) -> OpenSegment {
+        OpenSegment {
+            msn: Msn(msn),
+            start: MediaTime::from_millis(i64::try_from(msn).unwrap() * 1000),
+            program_date_time: WallTime::from_millis(0),
+            discontinuity,
+            parts: Vec::new(),
+        }
+    }
+
+    fn rendition(window: usize) -> Rendition {
+        let params = PlaylistParams {
+            target_duration_secs: 1,
+            part_target: MediaTime::from_millis(500),
+        };
+        Rendition::new(params, Bytes::from_static(b"init"), Retention { segments: window })
+    }
+
+    /// Pushes segment `msn` with two parts and completes it.
+    fn segment(r: &mut Rendition, msn: u64, discontinuity: bool) {
+        r.push_part(Some(open(msn, discontinuity)), part(msn * 2, 0));
+        r.push_part(None, part(msn * 2 + 1, 1));
+        r.complete_segment(MediaTime::from_millis(1000));
+    }
+
+    #[test]
+    fn segments_are_parts_concatenated() {
+        let mut r = rendition(3);
+        r.push_part(Some(open(7, false)), part(14, 0));
+        assert_eq!(r.snapshot().last_part(), Some((Msn(7), PartIndex(0))));
+        assert_eq!(r.snapshot().next_part, Some(PartSeq(15)));
+        assert_eq!(r.snapshot().live_msn(), Some(Msn(7)));
+        r.push_part(None, part(15, 1));
+        r.complete_segment(MediaTime::from_millis(1000));
+        let s = r.snapshot();
+        assert!(s.open.is_none());
+        assert_eq!(s.live_msn(), Some(Msn(8)));
+        let seg = s.segment(Msn(7)).unwrap();
+        assert_eq!(&seg.data[..], &[14, 14, 14, 14, 15, 15, 15, 15]);
+        assert!(s.segment(Msn(8)).is_none());
+        assert!(s.segment(Msn(6)).is_none());
+    }
+
+    #[test]
+    fn eviction_keeps_window_and_counts_discontinuities() {
+        let mut r = rendition(3);
+        for msn in 0..10 {
+            segment(&mut r, msn, msn == 4 || msn == 5);
+        }
+        let s = r.snapshot();
+        assert_eq!(s.segments.len(), 3);
+        assert_eq!(s.segments[0].msn, Msn(7));
+        assert_eq!(s.discontinuity_sequence, 2);
+        // Parts of segments that left the window stay fetchable for a while…
+        assert!(s.part(PartSeq(12)).is_some());
+        // … but not forever.
+        assert!(s.part(PartSeq(2)).is_none());
+        assert!(s.retired_parts.len() <= 6);
+    }
+
+    #[test]
+    fn end_removes_the_hint() {
+        let mut r = rendition(3);
+        r.push_part(Some(open(0, false)), part(0, 0));
+        r.end(Some(MediaTime::from_millis(500)));
+        let s = r.snapshot();
+        assert!(s.ended);
+        assert_eq!(s.next_part, None);
+        assert_eq!(s.segments.len(), 1);
+        assert_eq!(s.last_part(), Some((Msn(0), PartIndex(0))));
     }
 }

@@ -1,1 +1,54 @@
-//! HTTP origin.
+//! The HTTP origin: playlists, init segments, parts and segments, the stream
+//! list, and the demo player page.
+//!
+//! Handlers only read stream snapshots; every blocking decision is made by
+//! `packager::blocking`, and every wait has a deadline (3 × target duration).
+
+mod hls;
+mod web;
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::get;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::stream::registry::Registry;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub web_root: PathBuf,
+}
+
+/// The whole HTTP surface; tests drive it with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    // Players are often served from another origin than the media.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .expose_headers([header::AGE, header::CONTENT_LENGTH, header::ETAG]);
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/streams", get(web::streams))
+        .route("/{stream}/index.m3u8", get(hls::multivariant))
+        .route("/{stream}/{rendition}/{object}", get(hls::rendition_object))
+        .route_service(
+            "/vendor/hls.js",
+            ServeFile::new(state.web_root.join("node_modules/hls.js/dist/hls.min.js")),
+        )
+        // The demo page and its scripts; `/` is `index.html`.
+        .fallback_service(ServeDir::new(&state.web_root))
+        .layer(cors)
+        .layer(axum::middleware::map_response(server_header))
+        .with_state(state)
+}
+
+async fn server_header(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("dropline"));
+    res
+}

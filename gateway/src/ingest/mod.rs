@@ -1,1 +1,4 @@
-//! SRT ingest.
+//! Contribution ingest: SRT publishers.
+
+pub mod srt;
+pub mod streamid;

@@ -1,7 +1,9 @@
 //! Live streams: one task owns each stream's packager state and publishes
 //! immutable snapshots through a `watch` channel; HTTP handlers only read them.
 
+pub mod hub;
 pub mod registry;
+pub mod task;
 
 use std::sync::Arc;
 
@@ -29,4 +31,13 @@ pub struct StreamSnapshot {
     pub variant: Option<VariantInfo>,
     /// The stream is gone: blocked requests must answer now.
     pub closed: bool,
+}
+
+/// Stream names are path segments and metric labels: keep them plain.
+#[must_use]
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -1,0 +1,106 @@
+# dropline — developer entry points.
+#   make run    install what is missing, build, serve a test pattern at http://localhost:8080/?stream=demo
+#   make test   install what is missing, lint, unit/integration tests, then end-to-end player tests
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+NODE ?= node
+NPM ?= npm
+PYTHON ?= python3
+
+DROPLINE := target/debug/dropline
+SRT_LISTEN ?= 0.0.0.0:9000
+HTTP_LISTEN ?= 0.0.0.0:8080
+DEMO_STREAM ?= demo
+
+# Debian 12 packages the build and the tests need (see shared notes: environment.md).
+DEB_PACKAGES := libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools pkg-config build-essential \
+	ffmpeg srt-tools chromium nginx python3-pip
+M3U8_VERSION := 6.0.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+GOLDEN_CHECK := fixtures/golden/playlist/check_m3u8.py
+
+.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench
+
+help:
+	@echo "make run    build and serve the demo test pattern on http://localhost:8080/?stream=$(DEMO_STREAM)"
+	@echo "make test   fmt + clippy + cargo test + playlist checks + end-to-end player tests"
+	@echo "make build  cargo build --workspace --all-targets"
+	@echo "make deps   install missing Debian packages, web/node_modules and Python m3u8"
+	@echo "make bench  part-latency benchmark"
+
+## deps: idempotent; does nothing when everything is already installed.
+deps: deps-apt deps-node deps-python
+
+deps-apt:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if ! command -v $(NODE) >/dev/null || ! command -v $(NPM) >/dev/null; then \
+	  echo "deps: node/npm not found; installing Debian's nodejs and npm (node >= 20 is expected)"; \
+	  missing="$$missing nodejs npm"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing; \
+	fi
+
+# npm ci whenever node_modules is missing or older than the lockfile (npm ci writes the hidden
+# lockfile node_modules/.package-lock.json, which serves as the stamp).
+deps-node: web/node_modules/.package-lock.json
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json | deps-apt
+	cd web && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+deps-python: | deps-apt
+	@if ! $(PYTHON) -c 'import m3u8' 2>/dev/null; then \
+	  echo "deps: installing m3u8==$(M3U8_VERSION)"; \
+	  $(PYTHON) -m pip install --quiet "m3u8==$(M3U8_VERSION)" \
+	    || $(PYTHON) -m pip install --quiet --break-system-packages "m3u8==$(M3U8_VERSION)"; \
+	fi
+
+build: deps-apt
+	$(CARGO) build --workspace --all-targets
+
+## run: the binary prints `dropline ready srt=… http=…` once its listeners are bound; the URL to
+## open is printed right after it. Ctrl-C stops it.
+run: deps build
+	@http_port="$(HTTP_LISTEN)"; http_port="$${http_port##*:}"; \
+	srt_port="$(SRT_LISTEN)"; srt_port="$${srt_port##*:}"; \
+	$(DROPLINE) serve --srt-listen $(SRT_LISTEN) --http-listen $(HTTP_LISTEN) --test-source $(DEMO_STREAM) \
+	  | while IFS= read -r line; do \
+	      printf '%s\n' "$$line"; \
+	      case "$$line" in "dropline ready "*) \
+	        echo "open http://localhost:$$http_port/?stream=$(DEMO_STREAM)"; \
+	        echo "publish to srt://HOST:$$srt_port?streamid=publish:NAME (MPEG-TS, H.264 + AAC)";; \
+	      esac; \
+	    done
+
+test: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace
+	@if [ -f $(GOLDEN_CHECK) ]; then \
+	  echo "$(PYTHON) $(GOLDEN_CHECK) fixtures/golden/playlist/*.m3u8"; \
+	  $(PYTHON) $(GOLDEN_CHECK) fixtures/golden/playlist/*.m3u8; \
+	else \
+	  echo "($(GOLDEN_CHECK) not present yet: skipping the independent playlist check)"; \
+	fi
+	$(MAKE) --no-print-directory e2e
+
+## e2e: end-to-end tests only (expects `make build` to have run). One file at a time: each one
+## starts its own gateway and browser, and latency measurements should not compete for 2 cores.
+e2e: deps-node
+	$(NODE) --test --test-concurrency=1 tests/e2e/
+
+bench:
+	$(CARGO) run --release -p bench --bin part-latency

@@ -1,0 +1,249 @@
+//! LL-HLS objects: multivariant and media playlists, init segment, parts, segments.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use packager::blocking::{self, Decision};
+use packager::directives::{self, Directives};
+use packager::playlist::{
+    MediaRenderOptions, ObjectName, Variant, parse_object_name, render_media_playlist,
+    render_multivariant,
+};
+use packager::rendition::RenditionSnapshot;
+use tokio::time::{Instant, timeout_at};
+
+use super::AppState;
+use crate::stream::registry::StreamWatch;
+use crate::stream::{StreamSnapshot, valid_name};
+
+/// The one rendition of this version: muxed H.264 + AAC.
+const MAIN: &str = "main";
+const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+const MP4_TYPE: &str = "video/mp4";
+
+/// Errors of this surface; each maps to a fixed status and a client-safe body.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum HlsError {
+    #[error("not found")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// rfc8216bis §6.2.5.2: "A Server that cannot provide the requested
+    /// Playlist after blocking for more than three Target Durations SHOULD
+    /// return Service Unavailable, such as HTTP 503".
+    #[error("the playlist did not reach the requested segment/part in time")]
+    Timeout { target_duration: u32 },
+    #[error("internal error")]
+    Internal,
+}
+
+impl IntoResponse for HlsError {
+    fn into_response(self) -> Response {
+        let (status, cache) = match &self {
+            Self::NotFound => (StatusCode::NOT_FOUND, "no-cache".to_owned()),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "no-cache".to_owned()),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "no-cache".to_owned()),
+            // Appendix B.1: failed blocking requests may be cached for 4 × TD…
+            // kept short here so a player retrying soon is not served a stale 503.
+            Self::Timeout { target_duration } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("max-age={}", target_duration),
+            ),
+        };
+        let mut res = (status, format!("{self}\n")).into_response();
+        if let Ok(v) = HeaderValue::from_str(&cache) {
+            res.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+        res
+    }
+}
+
+fn stream_watch(state: &AppState, name: &str) -> Result<StreamWatch, HlsError> {
+    if !valid_name(name) {
+        return Err(HlsError::NotFound);
+    }
+    state.registry.get(name).ok_or(HlsError::NotFound)
+}
+
+/// Waits until the stream has a rendition; a stream whose publisher has not yet
+/// sent a full GOP has nothing to play.
+async fn rendition(
+    watch: &mut StreamWatch,
+    deadline: Instant,
+) -> Result<(Arc<StreamSnapshot>, Arc<RenditionSnapshot>), HlsError> {
+    loop {
+        let snap = Arc::clone(&watch.borrow_and_update());
+        if let Some(r) = &snap.main {
+            let r = Arc::clone(r);
+            return Ok((snap, r));
+        }
+        if snap.closed {
+            return Err(HlsError::NotFound);
+        }
+        match timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return Err(HlsError::NotFound),
+        }
+    }
+}
+
+/// How long a request waits for a stream that exists but has not started.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) async fn multivariant(
+    State(state): State<AppState>,
+    Path(stream): Path<String>,
+) -> Result<Response, HlsError> {
+    let mut watch = stream_watch(&state, &stream)?;
+    let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+    let Some(info) = &snap.variant else {
+        return Err(HlsError::NotFound);
+    };
+    let body = render_multivariant(&[Variant {
+        uri: format!("{MAIN}/playlist.m3u8"),
+        bandwidth: info.bandwidth,
+        average_bandwidth: Some(info.average_bandwidth),
+        codecs: info.codecs.clone(),
+        resolution: info.resolution,
+        frame_rate: info.frame_rate,
+    }])
+    .map_err(|e| {
+        tracing::error!(stream = %stream, "multivariant playlist: {e}");
+        HlsError::Internal
+    })?;
+    let td = r.params.target_duration_secs;
+    Ok(playlist_response(body, cache_secs(td, false)))
+}
+
+pub(super) async fn rendition_object(
+    State(state): State<AppState>,
+    Path((stream, rendition_name, object)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HlsError> {
+    if rendition_name != MAIN {
+        return Err(HlsError::NotFound);
+    }
+    let object = parse_object_name(&object).ok_or(HlsError::NotFound)?;
+    let mut watch = stream_watch(&state, &stream)?;
+    match object {
+        ObjectName::Playlist => {
+            let d = directives::parse(query.as_deref().unwrap_or(""))
+                .map_err(|e| HlsError::BadRequest(e.to_string()))?;
+            media_playlist(&mut watch, &d).await
+        }
+        ObjectName::Init => {
+            let (_, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+            // The init segment changes when a new publisher brings new codec
+            // parameters, so it is not cached for long.
+            Ok(media_response(r.init.clone(), "max-age=2"))
+        }
+        ObjectName::Segment(msn) => {
+            let (_, r) = rendition(&mut watch, Instant::now()).await?;
+            let seg = r.segment(msn).ok_or(HlsError::NotFound)?;
+            Ok(media_response(seg.data.clone(), IMMUTABLE))
+        }
+        ObjectName::Part(seq) => part(&mut watch, seq).await,
+    }
+}
+
+/// Parts and segments never change once published (rfc8216bis §6.2.1).
+/// Their URIs restart only with a new stream after EXT-X-ENDLIST, so the
+/// lifetime stays bounded rather than `immutable`.
+const IMMUTABLE: &str = "public, max-age=300";
+
+async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Response, HlsError> {
+    let start = Instant::now();
+    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let td = r.params.target_duration_secs;
+    let blocking = d.msn.is_some();
+    // rfc8216bis §6.2.5.2: "If the server cannot satisfy the request within
+    // three times the Target Duration, it SHOULD respond with 503."
+    let deadline = start + Duration::from_secs(u64::from(td) * 3);
+    loop {
+        match blocking::decide(&r, d) {
+            Decision::Ready => break,
+            Decision::Reject(reason) => return Err(HlsError::BadRequest(reason.to_string())),
+            Decision::Wait => {}
+        }
+        match timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => {
+                let snap = Arc::clone(&watch.borrow_and_update());
+                match &snap.main {
+                    Some(m) => r = Arc::clone(m),
+                    None => return Err(HlsError::NotFound),
+                }
+            }
+            // The stream task is gone: answer with what we have.
+            Ok(Err(_)) => break,
+            Err(_) => return Err(HlsError::Timeout { target_duration: td }),
+        }
+    }
+    let opts = MediaRenderOptions::for_params(&r.params);
+    let body = render_media_playlist(&r, &opts);
+    Ok(playlist_response(body, cache_secs(td, blocking)))
+}
+
+/// Serves part `seq`; the hinted next part is answered as soon as it exists.
+async fn part(watch: &mut StreamWatch, seq: packager::units::PartSeq) -> Result<Response, HlsError> {
+    let start = Instant::now();
+    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);
+    loop {
+        if let Some(p) = r.part(seq) {
+            return Ok(media_response(p.data.clone(), IMMUTABLE));
+        }
+        // Only the hinted part (or, racing a reload, the one after it) is
+        // worth waiting for; anything else is unknown.
+        let awaited = r.next_part.is_some_and(|next| seq >= next && seq.0 <= next.0 + 1);
+        if !awaited {
+            return Err(HlsError::NotFound);
+        }
+        match timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => {
+                let snap = Arc::clone(&watch.borrow_and_update());
+                match &snap.main {
+                    Some(m) => r = Arc::clone(m),
+                    None => return Err(HlsError::NotFound),
+                }
+            }
+            Ok(Err(_)) => return Err(HlsError::NotFound),
+            Err(_) => {
+                return Err(HlsError::Timeout {
+                    target_duration: r.params.target_duration_secs,
+                });
+            }
+        }
+    }
+}
+
+/// Appendix B.1 cache lifetimes: a blocking playlist response is unique to its
+/// URL and can live 6 × TD; a non-blocking one goes stale within half a TD.
+fn cache_secs(target_duration: u32, blocking: bool) -> String {
+    if blocking {
+        format!("public, max-age={}", target_duration * 6)
+    } else {
+        format!("public, max-age={}", (target_duration / 2).max(1))
+    }
+}
+
+fn playlist_response(body: String, cache: String) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE));
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    res
+}
+
+fn media_response(body: Bytes, cache: &'static str) -> Response {
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    res
+}

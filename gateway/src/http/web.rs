@@ -1,0 +1,42 @@
+//! The small JSON API the demo page uses.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::AppState;
+
+#[derive(Serialize)]
+pub(super) struct StreamList {
+    streams: Vec<StreamEntry>,
+}
+
+#[derive(Serialize)]
+struct StreamEntry {
+    name: String,
+    /// The multivariant playlist, relative to the server root.
+    url: String,
+    /// Media is flowing (a full GOP has been packaged).
+    live: bool,
+}
+
+/// `GET /api/v1/streams`: the streams that exist now.
+pub(super) async fn streams(State(state): State<AppState>) -> Json<StreamList> {
+    let streams = state
+        .registry
+        .names()
+        .into_iter()
+        .map(|name| {
+            let live = state.registry.get(&name).is_some_and(|w| {
+                let s = w.borrow();
+                s.main.as_ref().is_some_and(|m| !m.ended) && !s.closed
+            });
+            StreamEntry {
+                url: format!("/{name}/index.m3u8"),
+                name,
+                live,
+            }
+        })
+        .collect();
+    Json(StreamList { streams })
+}

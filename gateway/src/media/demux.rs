@@ -1,0 +1,836 @@
+//! MPEG-TS (as it arrives over SRT) → codec descriptions and access units.
+//!
+//! ```text
+//! appsrc (video/mpegts, live, bytes) ! tsdemux
+//!   tsdemux.video_* ! h264parse config-interval=-1
+//!                   ! video/x-h264,stream-format=avc,alignment=au ! appsink
+//!   tsdemux.audio_* ! aacparse ! audio/mpeg,stream-format=raw ! appsink
+//!   any other pad   ! fakesink
+//! ```
+//!
+//! There is no queue: everything after `appsrc` runs on its one streaming
+//! thread, and the appsink callbacks turn samples into [`MediaEvent`]s with
+//! `try_send` on a bounded channel, so a slow consumer costs dropped events
+//! (counted), never a blocked pipeline. The bus is read by a sync handler on
+//! the posting thread, so no runtime or extra thread is needed.
+//!
+//! Latency: `tsdemux` outputs a PES whose `PES_packet_length` is 0 (the norm
+//! for video: ffmpeg, x264-based encoders and `mpegtsmux` all write 0) only when
+//! the next PES on that PID starts, so every video frame leaves one frame
+//! interval after its last byte arrived. No `tsdemux` property changes that
+//! (`latency` only affects the latency query). The caps rewrite below stops
+//! `h264parse` from adding a second frame of delay.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use packager::sample::{Codec, Sample, TrackKind};
+use packager::units::{MediaTime, WallTime};
+use tokio::sync::mpsc;
+
+use super::pes_tap::{Fnv, PesTap, TimeMap};
+use super::{MediaError, init, make_element};
+
+/// Events buffered between the streaming thread and the consumer
+/// (about 10 s of 30 fps video plus its audio).
+const EVENT_CAPACITY: usize = 1024;
+/// Bytes `appsrc` may hold before it drops new input (a stalled pipeline).
+const APPSRC_MAX_BYTES: u64 = 8 << 20;
+
+/// What the demuxer reports, in stream order.
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// A track's codec configuration, sent when first known and whenever it
+    /// changes, always before the first sample that uses it.
+    Track(Codec),
+    Sample(Sample),
+    /// A warning (damaged data, the pipeline goes on) or an error (the
+    /// pipeline has stopped); see [`MediaError::is_fatal`].
+    Error(MediaError),
+    /// All data pushed before [`Demuxer::finish`] has been delivered.
+    Eos,
+}
+
+/// State shared by the pipeline's callbacks and the [`Demuxer`] handle.
+struct Shared {
+    stream: String,
+    tx: mpsc::Sender<MediaEvent>,
+    dropped: AtomicU64,
+    video_linked: AtomicBool,
+    audio_linked: AtomicBool,
+    /// Whether the PES tap still looks for an anchor (see `pes_tap`).
+    tapping: AtomicBool,
+    tap: Mutex<PesTap>,
+    time: Mutex<TimeMap>,
+}
+
+/// Locks, carrying on after a panic elsewhere: the data is plain state.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Never blocks; a full channel drops the event and counts it.
+    fn send(&self, ev: MediaEvent) -> bool {
+        match self.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(stream = %self.stream, dropped = n, event = ev.kind(),
+                        "media event channel full, dropping");
+                }
+                false
+            }
+            // Nobody listens any more; the owner will drop the pipeline.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Pad probe on a `tsdemux` source pad: anchors the timeline on the first
+    /// PES the tap recognises.
+    fn try_anchor(&self, pid: u16, buf: &gst::BufferRef) {
+        if !self.tapping.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some(out) = buf.pts() else { return };
+        let Ok(map) = buf.map_readable() else { return };
+        let mut h = Fnv::new();
+        h.update(map.as_slice());
+        let found = lock(&self.tap).take_match(pid, map.len(), h.finish());
+        let Some(print) = found else { return };
+        let mut time = lock(&self.time);
+        if time.anchor(out.nseconds(), print.pts) {
+            tracing::debug!(stream = %self.stream, pid, raw_pts = print.pts,
+                tsdemux_ns = out.nseconds(), "timeline anchored on the original PTS");
+        }
+        if !time.is_pending() {
+            self.stop_tapping();
+        }
+    }
+
+    fn stop_tapping(&self) {
+        self.tapping.store(false, Ordering::Relaxed);
+        lock(&self.tap).clear();
+    }
+
+    fn on_bus_message(&self, msg: &gst::Message) {
+        use gst::MessageView;
+        let element = || {
+            msg.src()
+                .map_or_else(|| "pipeline".to_owned(), |s| s.path_string().to_string())
+        };
+        match msg.view() {
+            MessageView::Error(e) => {
+                let err = MediaError::Pipeline {
+                    element: element(),
+                    message: e.error().to_string(),
+                    debug: e.debug().map(|d| d.to_string()),
+                };
+                tracing::debug!(stream = %self.stream, error = %err, "pipeline error");
+                self.send(MediaEvent::Error(err));
+            }
+            MessageView::Warning(w) => {
+                let err = MediaError::Warning {
+                    element: element(),
+                    message: w.error().to_string(),
+                    debug: w.debug().map(|d| d.to_string()),
+                };
+                tracing::debug!(stream = %self.stream, warning = %err, "pipeline warning");
+                self.send(MediaEvent::Error(err));
+            }
+            MessageView::Eos(_) => {
+                if !self.send(MediaEvent::Eos) {
+                    tracing::warn!(stream = %self.stream, "end of stream event lost");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl MediaEvent {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Track(_) => "track",
+            Self::Sample(_) => "sample",
+            Self::Error(_) => "error",
+            Self::Eos => "eos",
+        }
+    }
+}
+
+/// Demuxes one ingest stream; owns its pipeline, which stops when this drops.
+pub struct Demuxer {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Demuxer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Demuxer")
+            .field("stream", &self.shared.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Demuxer {
+    /// Builds and starts the pipeline. Events arrive on the returned receiver
+    /// until the demuxer is dropped.
+    pub fn new(stream_name: &str) -> Result<(Self, mpsc::Receiver<MediaEvent>), MediaError> {
+        init()?;
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        let shared = Arc::new(Shared {
+            stream: stream_name.to_owned(),
+            tx,
+            dropped: AtomicU64::new(0),
+            video_linked: AtomicBool::new(false),
+            audio_linked: AtomicBool::new(false),
+            tapping: AtomicBool::new(true),
+            tap: Mutex::new(PesTap::default()),
+            time: Mutex::new(TimeMap::default()),
+        });
+
+        let pipeline = gst::Pipeline::with_name(&format!("demux-{stream_name}"));
+        let caps = gst::Caps::builder("video/mpegts")
+            .field("systemstream", true)
+            .field("packetsize", 188i32)
+            .build();
+        let src = gst_app::AppSrc::builder()
+            .name("src")
+            .caps(&caps)
+            .format(gst::Format::Bytes)
+            .is_live(true)
+            .stream_type(gst_app::AppStreamType::Stream)
+            .max_bytes(APPSRC_MAX_BYTES)
+            .leaky_type(gst_app::AppLeakyType::Downstream)
+            .build();
+        let tsdemux = make_element("tsdemux")?;
+        pipeline
+            .add_many([src.upcast_ref(), &tsdemux])
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+        src.link(&tsdemux)
+            .map_err(|e| MediaError::Build(e.to_string()))?;
+
+        let weak_pipeline = pipeline.downgrade();
+        let sh = Arc::clone(&shared);
+        tsdemux.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak_pipeline.upgrade() else {
+                return;
+            };
+            if let Err(e) = on_pad_added(&pipeline, pad, &sh) {
+                tracing::warn!(stream = %sh.stream, pad = %pad.name(), error = %e,
+                    "cannot link demuxer pad");
+                sh.send(MediaEvent::Error(e));
+            }
+        });
+
+        if let Some(bus) = pipeline.bus() {
+            let sh = Arc::clone(&shared);
+            bus.set_sync_handler(move |_, msg| {
+                sh.on_bus_message(msg);
+                gst::BusSyncReply::Drop
+            });
+        }
+
+        let demuxer = Self {
+            pipeline,
+            src,
+            shared,
+        };
+        demuxer
+            .pipeline
+            .set_state(gst::State::Playing)
+            .map_err(MediaError::StateChange)?;
+        Ok((demuxer, rx))
+    }
+
+    /// Feeds MPEG-TS bytes in arrival order, any chunking (SRT delivers
+    /// 1316-byte datagrams). Never blocks.
+    pub fn push(&self, ts: Bytes) -> Result<(), MediaError> {
+        if self.shared.tapping.load(Ordering::Relaxed) {
+            lock(&self.shared.tap).push(&ts);
+        }
+        self.src
+            .push_buffer(gst::Buffer::from_slice(ts))
+            .map(|_| ())
+            .map_err(MediaError::Push)
+    }
+
+    /// No more input: the pipeline drains and then reports [`MediaEvent::Eos`]
+    /// (or an error if the input never contained a usable program).
+    pub fn finish(&self) {
+        if self.shared.tapping.load(Ordering::Relaxed) {
+            lock(&self.shared.tap).finish();
+        }
+        // Fails only if the pipeline has already stopped, which was reported.
+        let _ = self.src.end_of_stream();
+    }
+
+    /// Events dropped because the consumer did not keep up.
+    #[must_use]
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Demuxer {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(bus) = self.pipeline.bus() {
+            bus.unset_sync_handler();
+        }
+    }
+}
+
+/// Which branch a new `tsdemux` pad gets.
+enum Branch {
+    H264,
+    Aac,
+    Ignore(String),
+}
+
+fn classify(caps: Option<&gst::CapsRef>) -> Branch {
+    let Some(s) = caps.and_then(|c| c.structure(0)) else {
+        return Branch::Ignore("no caps".to_owned());
+    };
+    match s.name().as_str() {
+        "video/x-h264" => Branch::H264,
+        "audio/mpeg"
+            if matches!(s.get::<i32>("mpegversion"), Ok(2 | 4))
+                && s.get::<&str>("stream-format").is_ok_and(|f| f == "adts") =>
+        {
+            Branch::Aac
+        }
+        _ => Branch::Ignore(s.to_string()),
+    }
+}
+
+/// The PID from a `tsdemux` pad name such as `video_0_0100`.
+fn pad_pid(pad: &gst::Pad) -> Option<u16> {
+    let name = pad.name();
+    u16::from_str_radix(name.rsplit('_').next()?, 16).ok()
+}
+
+fn on_pad_added(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    shared: &Arc<Shared>,
+) -> Result<(), MediaError> {
+    let caps = pad.current_caps();
+    let branch = match classify(caps.as_deref()) {
+        Branch::H264 if !shared.video_linked.swap(true, Ordering::SeqCst) => Branch::H264,
+        Branch::Aac if !shared.audio_linked.swap(true, Ordering::SeqCst) => Branch::Aac,
+        Branch::H264 | Branch::Aac => Branch::Ignore("second track of its kind".to_owned()),
+        other => other,
+    };
+    let (kind, elements) = match branch {
+        Branch::Ignore(why) => {
+            tracing::debug!(stream = %shared.stream, pad = %pad.name(), %why,
+                "ignoring demuxer pad");
+            let sink = make_element("fakesink")?;
+            sink.set_property("sync", false);
+            sink.set_property("async", false);
+            return add_branch(pipeline, pad, &[sink]);
+        }
+        Branch::H264 => {
+            let parse = make_element("h264parse")?;
+            // SPS/PPS in-band before every IDR as well as in avcC.
+            parse.set_property("config-interval", -1i32);
+            let caps = gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .build();
+            (TrackKind::Video, vec![parse, capsfilter(&caps)?])
+        }
+        Branch::Aac => {
+            let parse = make_element("aacparse")?;
+            let caps = gst::Caps::builder("audio/mpeg")
+                .field("stream-format", "raw")
+                .build();
+            (TrackKind::Audio, vec![parse, capsfilter(&caps)?])
+        }
+    };
+
+    if kind == TrackKind::Video {
+        // tsdemux outputs one PES per buffer and video encoders put one access
+        // unit in each PES; saying so lets h264parse output each frame as it
+        // arrives instead of waiting for the next frame's first NAL unit.
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+            if let Some(gst::PadProbeData::Event(ev)) = &info.data
+                && let gst::EventView::Caps(c) = ev.view()
+                && c.caps().structure(0).is_some_and(|s| !s.has_field("alignment"))
+            {
+                let mut caps = c.caps_owned();
+                caps.make_mut().set("alignment", "au");
+                info.data = Some(gst::PadProbeData::Event(gst::event::Caps::new(&caps)));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    if let Some(pid) = pad_pid(pad) {
+        let sh = Arc::clone(shared);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if !sh.tapping.load(Ordering::Relaxed) {
+                return gst::PadProbeReturn::Remove;
+            }
+            if let Some(buf) = info.buffer() {
+                sh.try_anchor(pid, buf);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    let mut elements = elements;
+    elements.push(app_sink(kind, Arc::clone(shared)).upcast());
+    add_branch(pipeline, pad, &elements)
+}
+
+fn capsfilter(caps: &gst::Caps) -> Result<gst::Element, MediaError> {
+    let f = make_element("capsfilter")?;
+    f.set_property("caps", caps);
+    Ok(f)
+}
+
+/// Adds `elements` as a chain after `pad` and starts them.
+fn add_branch(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    elements: &[gst::Element],
+) -> Result<(), MediaError> {
+    let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
+    pipeline.add_many(elements).map_err(build)?;
+    gst::Element::link_many(elements).map_err(build)?;
+    for e in elements {
+        e.sync_state_with_parent().map_err(build)?;
+    }
+    let first = elements
+        .first()
+        .and_then(|e| e.static_pad("sink"))
+        .ok_or_else(|| MediaError::Build("branch has no sink pad".to_owned()))?;
+    pad.link(&first)
+        .map_err(|e| MediaError::Build(format!("{}: {e:?}", pad.name())))?;
+    Ok(())
+}
+
+fn app_sink(kind: TrackKind, shared: Arc<Shared>) -> gst_app::AppSink {
+    let sink = gst_app::AppSink::builder()
+        // Deliver as soon as possible: no clock sync, no preroll wait.
+        .sync(false)
+        .async_(false)
+        .enable_last_sample(false)
+        .max_buffers(64)
+        .build();
+    let mut codec: Option<Codec> = None;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
+                on_sample(&shared, kind, &sample, &mut codec);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    sink
+}
+
+fn now_wall() -> WallTime {
+    let us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    WallTime(us)
+}
+
+/// Streaming thread: one access unit out of the parser.
+fn on_sample(shared: &Shared, kind: TrackKind, sample: &gst::Sample, codec: &mut Option<Codec>) {
+    let arrival = now_wall();
+    if let Some(c) = sample.caps().and_then(|c| codec_from_caps(kind, c))
+        && codec.as_ref() != Some(&c)
+    {
+        if !shared.send(MediaEvent::Track(c.clone())) {
+            // Keep the old codec so the change is sent again with the next
+            // sample; samples never overtake their Track event.
+            return;
+        }
+        *codec = Some(c);
+    }
+    if codec.is_none() {
+        tracing::debug!(stream = %shared.stream, ?kind, "sample before codec configuration, dropped");
+        return;
+    }
+    let Some(buffer) = sample.buffer_owned() else {
+        return;
+    };
+    let (Some(dts_ns), Some(pts_ns)) = (buffer.dts_or_pts(), buffer.pts().or(buffer.dts())) else {
+        tracing::debug!(stream = %shared.stream, ?kind, "sample without timestamp, dropped");
+        return;
+    };
+    let keyframe = kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+    let (dts, pts) = {
+        let mut time = lock(&shared.time);
+        (time.to_ticks(dts_ns.nseconds()), time.to_ticks(pts_ns.nseconds()))
+    };
+    if shared.tapping.load(Ordering::Relaxed) && !lock(&shared.time).is_pending() {
+        tracing::warn!(stream = %shared.stream,
+            "no PES matched before the first sample; using tsdemux timestamps");
+        shared.stop_tapping();
+    }
+    let data = match buffer.into_mapped_buffer_readable() {
+        Ok(m) => Bytes::from_owner(m),
+        Err(_) => return,
+    };
+    shared.send(MediaEvent::Sample(Sample {
+        track: kind,
+        dts: MediaTime(dts),
+        pts: MediaTime(pts),
+        keyframe,
+        data,
+        arrival,
+    }));
+}
+
+/// The codec configuration in parser output caps; `None` until complete.
+fn codec_from_caps(kind: TrackKind, caps: &gst::CapsRef) -> Option<Codec> {
+    let s = caps.structure(0)?;
+    let config = s.get::<gst::Buffer>("codec_data").ok()?;
+    let config = Bytes::copy_from_slice(config.map_readable().ok()?.as_slice());
+    match kind {
+        TrackKind::Video => Some(Codec::H264 {
+            avcc: config,
+            width: u16::try_from(s.get::<i32>("width").ok()?).ok()?,
+            height: u16::try_from(s.get::<i32>("height").ok()?).ok()?,
+        }),
+        TrackKind::Audio => Some(Codec::Aac {
+            audio_specific_config: config,
+            sample_rate: u32::try_from(s.get::<i32>("rate").ok()?).ok()?,
+            channels: u16::try_from(s.get::<i32>("channels").ok()?).ok()?,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// SRT payload size: seven TS packets.
+    const DATAGRAM: usize = 1316;
+
+    /// Runs ffmpeg with lavfi inputs and returns the MPEG-TS it writes.
+    fn ffmpeg_ts(args: &[&str]) -> Vec<u8> {
+        let out = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-nostdin"])
+            .args(args)
+            .args(["-f", "mpegts", "pipe:1"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("ffmpeg must be installed for media tests");
+        assert!(out.status.success(), "ffmpeg failed");
+        out.stdout
+    }
+
+    fn av_ts(seconds: &str, bframes: &str) -> Vec<u8> {
+        ffmpeg_ts(&[
+            "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",
+            "-f", "lavfi", "-i", "sine",
+            "-t", seconds,
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30", "-bf", bframes,
+            "-c:a", "aac",
+        ])
+    }
+
+    /// One packet as ffprobe (no code shared with GStreamer) sees it.
+    #[derive(Debug, PartialEq)]
+    struct Probed {
+        video: bool,
+        pts: i64,
+        dts: i64,
+        key: bool,
+    }
+
+    fn ffprobe(ts: &[u8]) -> Vec<Probed> {
+        use std::io::Write;
+        let mut child = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "packet=codec_type,pts,dts,flags"])
+            .args(["-of", "csv=p=0", "-i", "pipe:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ffprobe must be installed for media tests");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = ts.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                Some(Probed {
+                    video: *f.first()? == "video",
+                    pts: f.get(1)?.parse().ok()?,
+                    dts: f.get(2)?.parse().ok()?,
+                    key: f.get(3)?.starts_with('K'),
+                })
+            })
+            .collect()
+    }
+
+    #[derive(Debug, Default)]
+    struct Collected {
+        /// Track events in order, with the number of samples seen before each.
+        tracks: Vec<(Codec, usize)>,
+        video: Vec<Sample>,
+        audio: Vec<Sample>,
+        errors: Vec<MediaError>,
+        eos: bool,
+        dropped: u64,
+    }
+
+    impl Collected {
+        fn video_codec(&self) -> Option<&Codec> {
+            self.tracks.iter().map(|(c, _)| c).find(|c| c.kind() == TrackKind::Video)
+        }
+
+        fn audio_codec(&self) -> Option<&Codec> {
+            self.tracks.iter().map(|(c, _)| c).find(|c| c.kind() == TrackKind::Audio)
+        }
+    }
+
+    /// Reads events until EOS, a fatal error or the channel closes.
+    async fn collect(rx: &mut mpsc::Receiver<MediaEvent>) -> Collected {
+        let mut c = Collected::default();
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = &mut deadline => panic!("demuxer did not finish: {c:?}"),
+                ev = rx.recv() => match ev {
+                    None => break,
+                    Some(MediaEvent::Track(codec)) => {
+                        let seen = c.video.len() + c.audio.len();
+                        c.tracks.push((codec, seen));
+                    }
+                    Some(MediaEvent::Sample(s)) if s.track == TrackKind::Video => c.video.push(s),
+                    Some(MediaEvent::Sample(s)) => c.audio.push(s),
+                    Some(MediaEvent::Error(e)) => {
+                        let fatal = e.is_fatal();
+                        c.errors.push(e);
+                        if fatal {
+                            break;
+                        }
+                    }
+                    Some(MediaEvent::Eos) => {
+                        c.eos = true;
+                        break;
+                    }
+                },
+            }
+        }
+        c
+    }
+
+    /// Pushes `ts` in `chunk`-byte pieces, finishes, and collects everything.
+    async fn demux(ts: &[u8], chunk: usize) -> Collected {
+        let (d, mut rx) = Demuxer::new("test").unwrap();
+        for piece in ts.chunks(chunk) {
+            d.push(Bytes::copy_from_slice(piece)).unwrap();
+        }
+        d.finish();
+        let mut c = collect(&mut rx).await;
+        c.dropped = d.dropped_events();
+        c
+    }
+
+    fn assert_monotonic(samples: &[Sample]) {
+        for w in samples.windows(2) {
+            assert!(w[0].dts < w[1].dts, "DTS not increasing: {:?} then {:?}", w[0].dts, w[1].dts);
+        }
+    }
+
+    /// Video samples match ffprobe exactly (original PTS/DTS, keyframes);
+    /// audio within one tick (ffprobe truncates interpolated times, we round).
+    fn assert_matches_ffprobe(c: &Collected, probed: &[Probed]) {
+        let v: Vec<&Probed> = probed.iter().filter(|p| p.video).collect();
+        let a: Vec<&Probed> = probed.iter().filter(|p| !p.video).collect();
+        assert_eq!(c.video.len(), v.len(), "video sample count");
+        for (s, p) in c.video.iter().zip(&v) {
+            assert_eq!((s.pts.0, s.dts.0, s.keyframe), (p.pts, p.dts, p.key), "{s:?}");
+        }
+        assert_eq!(c.audio.len(), a.len(), "audio sample count");
+        for (s, p) in c.audio.iter().zip(&a) {
+            assert!((s.pts.0 - p.pts).abs() <= 1, "audio {:?} vs {p:?}", s.pts);
+            assert!(s.keyframe);
+        }
+    }
+
+    #[tokio::test]
+    async fn h264_and_aac_keep_original_timestamps() {
+        let ts = av_ts("3", "0");
+        let probed = ffprobe(&ts);
+        // Aligned datagrams and an unaligned chunking give the same result.
+        for chunk in [DATAGRAM, 1000] {
+            let c = demux(&ts, chunk).await;
+            assert!(c.eos, "no EOS: {:?}", c.errors);
+            assert!(c.errors.is_empty(), "{:?}", c.errors);
+            assert_eq!(c.dropped, 0);
+
+            let Some(Codec::H264 { avcc, width, height }) = c.video_codec() else {
+                panic!("no H.264 track: {:?}", c.tracks);
+            };
+            assert_eq!(avcc.first(), Some(&1), "avcC configurationVersion");
+            assert_eq!((*width, *height), (320, 240));
+            let Some(Codec::Aac { audio_specific_config, sample_rate, channels }) = c.audio_codec()
+            else {
+                panic!("no AAC track: {:?}", c.tracks);
+            };
+            assert_eq!(audio_specific_config.first().map(|b| b >> 3), Some(2), "AAC-LC");
+            assert_eq!((*sample_rate, *channels), (44_100, 1));
+            assert_eq!(c.tracks.len(), 2, "one Track event per track: {:?}", c.tracks);
+
+            assert_eq!(c.video.len(), 90);
+            assert_matches_ffprobe(&c, &probed);
+            assert_monotonic(&c.video);
+            assert_monotonic(&c.audio);
+            for w in c.video.windows(2) {
+                assert_eq!(w[1].dts.0 - w[0].dts.0, 3000);
+            }
+            let keys: Vec<usize> = c.video.iter().enumerate().filter(|(_, s)| s.keyframe).map(|(i, _)| i).collect();
+            assert_eq!(keys, [0, 30, 60]);
+            for s in &c.video {
+                // AVCC: the first NAL unit's 4-byte length fits in the sample.
+                let len = u32::from_be_bytes(s.data[..4].try_into().unwrap()) as usize;
+                assert!(len + 4 <= s.data.len());
+                assert!(s.arrival.0 > 1_600_000_000_000_000);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn track_events_come_before_samples() {
+        let c = demux(&av_ts("1", "0"), DATAGRAM).await;
+        let first_video = c.video.first().unwrap().arrival;
+        let first_audio = c.audio.first().unwrap().arrival;
+        assert!(first_video.0 > 0 && first_audio.0 > 0);
+        // Recorded in arrival order: each Track precedes the samples of its kind.
+        let mut seen = std::collections::HashSet::new();
+        let (mut v, mut a) = (0, 0);
+        for (codec, before) in &c.tracks {
+            seen.insert(codec.kind());
+            let _ = before;
+        }
+        assert!(seen.contains(&TrackKind::Video) && seen.contains(&TrackKind::Audio));
+        for (codec, before) in &c.tracks {
+            match codec.kind() {
+                TrackKind::Video => v = *before,
+                TrackKind::Audio => a = *before,
+            }
+        }
+        // Samples before a Track event can only be of the other kind.
+        assert!(v <= c.audio.len() && a <= c.video.len());
+    }
+
+    #[tokio::test]
+    async fn bframes_keep_pts_and_dts_apart() {
+        let ts = av_ts("3", "2");
+        let c = demux(&ts, DATAGRAM).await;
+        assert!(c.eos, "no EOS: {:?}", c.errors);
+        assert_matches_ffprobe(&c, &ffprobe(&ts));
+        assert_monotonic(&c.video);
+        assert!(c.video.iter().any(|s| s.pts != s.dts));
+        assert!(c.video.iter().all(|s| s.pts >= s.dts));
+    }
+
+    #[tokio::test]
+    async fn random_bytes_give_no_samples() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let garbage: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let c = demux(&garbage, DATAGRAM).await;
+        assert!(c.tracks.is_empty() && c.video.is_empty() && c.audio.is_empty(), "{c:?}");
+        assert!(c.eos || !c.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn truncated_stream_gives_samples_up_to_the_cut() {
+        let ts = av_ts("3", "0");
+        // Half the file, cut in the middle of a TS packet.
+        let cut = ts.len() / 2 / 188 * 188 + 100;
+        let c = demux(&ts[..cut], DATAGRAM).await;
+        assert!(c.eos || !c.errors.is_empty());
+        assert!(c.video.len() > 20 && c.video.len() < 90, "{} video samples", c.video.len());
+        assert!(!c.audio.is_empty());
+        assert_monotonic(&c.video);
+        let probed: Vec<Probed> = ffprobe(&ts).into_iter().filter(|p| p.video).collect();
+        for (s, p) in c.video.iter().zip(&probed) {
+            assert_eq!((s.pts.0, s.dts.0), (p.pts, p.dts));
+        }
+    }
+
+    #[tokio::test]
+    async fn audio_only_stream_has_no_video_track() {
+        let ts = ffmpeg_ts(&["-f", "lavfi", "-i", "sine", "-t", "2", "-c:a", "aac"]);
+        let c = demux(&ts, DATAGRAM).await;
+        assert!(c.eos, "no EOS: {:?}", c.errors);
+        assert!(matches!(c.tracks.as_slice(), [(Codec::Aac { .. }, 0)]), "{:?}", c.tracks);
+        assert!(c.video.is_empty());
+        assert!(c.audio.len() > 80);
+        assert_matches_ffprobe(&c, &ffprobe(&ts));
+    }
+
+    #[tokio::test]
+    async fn pts_wrap_is_unwrapped() {
+        // Start 1 s before the 33-bit wrap (95 443.717 s).
+        let ts = ffmpeg_ts(&[
+            "-f", "lavfi", "-i", "testsrc=size=160x120:rate=30",
+            "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30", "-bf", "0",
+            "-output_ts_offset", "95441.3",
+        ]);
+        let c = demux(&ts, DATAGRAM).await;
+        assert!(c.eos, "no EOS: {:?}", c.errors);
+        assert_eq!(c.video.len(), 90);
+        assert_monotonic(&c.video);
+        assert!(c.video.first().unwrap().dts.0 < 1 << 33);
+        assert!(c.video.last().unwrap().dts.0 > 1 << 33);
+        let probed: Vec<Probed> = ffprobe(&ts).into_iter().filter(|p| p.video).collect();
+        for (s, p) in c.video.iter().zip(&probed) {
+            assert_eq!(s.dts.0 % (1 << 33), p.dts);
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_the_demuxer_closes_the_channel() {
+        let (d, mut rx) = Demuxer::new("drop").unwrap();
+        d.push(Bytes::from(av_ts("1", "0"))).unwrap();
+        drop(d);
+        let end = tokio::time::timeout(Duration::from_secs(10), async {
+            while rx.recv().await.is_some() {}
+        })
+        .await;
+        assert!(end.is_ok(), "channel still open after drop");
+    }
+
+    #[test]
+    fn push_after_finish_is_an_error_not_a_panic() {
+        let (d, _rx) = Demuxer::new("finished").unwrap();
+        d.finish();
+        assert!(matches!(d.push(Bytes::from_static(&[0x47; 188])), Err(MediaError::Push(_))));
+    }
+}

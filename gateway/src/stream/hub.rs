@@ -1,0 +1,120 @@
+//! Admission of publishers: finds or starts the task that owns a stream and
+//! makes sure a stream has at most one publisher at a time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::registry::Registry;
+use super::task::{self, Command, StreamSettings};
+
+/// Datagrams queued between the SRT socket and the stream task (~3 s at 4 Mb/s).
+const PUBLISH_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("stream {0:?} already has a publisher")]
+    Busy(String),
+    #[error("stream {0:?} is not accepting publishers (shutting down)")]
+    Closed(String),
+}
+
+struct Entry {
+    control: mpsc::Sender<Command>,
+    publishing: Arc<AtomicBool>,
+}
+
+/// Shared by every ingest listener.
+#[derive(Clone)]
+pub struct Hub {
+    registry: Registry,
+    settings: StreamSettings,
+    streams: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// A connected publisher's side: push TS datagrams; dropping it ends the session.
+pub struct Publisher {
+    data: mpsc::Sender<Bytes>,
+    publishing: Arc<AtomicBool>,
+}
+
+impl Publisher {
+    /// Queues a datagram; waits if the stream task is behind. `Err` means the
+    /// stream dropped this publisher (bad media, or shutdown): disconnect it.
+    pub async fn send(&self, datagram: Bytes) -> Result<(), ()> {
+        self.data.send(datagram).await.map_err(|_| ())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.publishing.store(false, Ordering::Release);
+    }
+}
+
+impl Hub {
+    #[must_use]
+    pub fn new(registry: Registry, settings: StreamSettings) -> Self {
+        Self {
+            registry,
+            settings,
+            streams: Arc::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Attaches a publisher to stream `name`, starting the stream if needed.
+    pub fn publish(&self, name: &str) -> Result<Publisher, PublishError> {
+        let mut streams = self
+            .streams
+            .lock()
+            .map_err(|_| PublishError::Closed(name.to_owned()))?;
+        if let Some(e) = streams.get(name) {
+            if e.control.is_closed() {
+                streams.remove(name);
+            }
+        }
+        let entry = streams.entry(name.to_owned()).or_insert_with(|| {
+            let (control, publishing) = task::spawn(name, self.settings.clone(), self.clone());
+            Entry {
+                control,
+                publishing,
+            }
+        });
+        if entry
+            .publishing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(PublishError::Busy(name.to_owned()));
+        }
+        let (data, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let publisher = Publisher {
+            data,
+            publishing: Arc::clone(&entry.publishing),
+        };
+        if entry.control.try_send(Command::Publish(rx)).is_err() {
+            return Err(PublishError::Closed(name.to_owned()));
+        }
+        Ok(publisher)
+    }
+
+    /// Called by a stream task as it exits.
+    pub(super) fn forget(&self, name: &str, publishing: &Arc<AtomicBool>) {
+        if let Ok(mut streams) = self.streams.lock() {
+            if streams
+                .get(name)
+                .is_some_and(|e| Arc::ptr_eq(&e.publishing, publishing))
+            {
+                streams.remove(name);
+            }
+        }
+    }
+}

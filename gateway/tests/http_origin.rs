@@ -1,0 +1,273 @@
+//! The HTTP origin without sockets: requests go through `tower::ServiceExt::oneshot`
+//! against a registry whose stream snapshots the test publishes by hand, on
+//! paused (virtual) time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode, header};
+use bytes::Bytes;
+use gateway::http::{AppState, router};
+use gateway::stream::registry::Registry;
+use gateway::stream::{StreamSnapshot, VariantInfo};
+use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
+use packager::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+struct Fixture {
+    app: axum::Router,
+    tx: watch::Sender<Arc<StreamSnapshot>>,
+    rendition: Rendition,
+    next_seq: u64,
+    msn: u64,
+    index: u32,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let registry = Registry::default();
+        let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
+            name: "show".into(),
+            main: None,
+            variant: None,
+            closed: false,
+        }));
+        registry.insert("show", rx);
+        let params = PlaylistParams {
+            target_duration_secs: 2,
+            part_target: MediaTime::from_millis(500),
+        };
+        let app = router(AppState {
+            registry,
+            web_root: std::env::temp_dir(),
+        });
+        Self {
+            app,
+            tx,
+            rendition: Rendition::new(params, Bytes::from_static(b"INIT"), Retention::default()),
+            next_seq: 100,
+            msn: 10,
+            index: 0,
+        }
+    }
+
+    /// Publishes one 0.5 s part; every fourth part closes its segment.
+    fn push_part(&mut self) {
+        let open = (self.index == 0).then(|| OpenSegment {
+            msn: Msn(self.msn),
+            start: MediaTime::from_millis(i64::try_from(self.msn).unwrap() * 2000),
+            program_date_time: WallTime::from_millis(1_795_000_000_000),
+            discontinuity: false,
+            parts: Vec::new(),
+        });
+        self.rendition.push_part(
+            open,
+            Part {
+                seq: PartSeq(self.next_seq),
+                index: PartIndex(self.index),
+                duration: MediaTime::from_millis(500),
+                independent: self.index == 0,
+                data: Bytes::from(format!("part{}", self.next_seq)),
+            },
+        );
+        self.next_seq += 1;
+        self.index += 1;
+        if self.index == 4 {
+            self.rendition.complete_segment(MediaTime::from_millis(2000));
+            self.index = 0;
+            self.msn += 1;
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.tx.send_replace(Arc::new(StreamSnapshot {
+            name: "show".into(),
+            main: Some(Arc::new(self.rendition.snapshot().clone())),
+            variant: Some(VariantInfo {
+                codecs: "avc1.64001f,mp4a.40.2".into(),
+                bandwidth: 2_000_000,
+                average_bandwidth: 1_500_000,
+                resolution: Some((1280, 720)),
+                frame_rate: Some(30.0),
+            }),
+            closed: false,
+        }));
+    }
+
+    fn get(&self, uri: &str) -> impl Future<Output = (StatusCode, axum::http::HeaderMap, String)> + use<> {
+        let req = Request::get(uri)
+            .header(header::ORIGIN, "https://player.example")
+            .body(Body::empty())
+            .unwrap();
+        let app = self.app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let headers = res.headers().clone();
+            let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+            (status, headers, String::from_utf8_lossy(&body).into_owned())
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn playlists_parts_and_headers() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    let (status, h, body) = f.get("/show/main/playlist.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/vnd.apple.mpegurl");
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=1");
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(body.contains("#EXT-X-PART:DURATION=0.5,URI=\"part105.m4s\""), "{body}");
+    assert!(body.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part106.m4s\""), "{body}");
+
+    let (status, h, body) = f.get("/show/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/vnd.apple.mpegurl");
+    assert!(body.contains("CODECS=\"avc1.64001f,mp4a.40.2\""), "{body}");
+    assert!(body.contains("main/playlist.m3u8"), "{body}");
+
+    let (status, h, body) = f.get("/show/main/part103.m4s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "video/mp4");
+    assert_eq!(body, "part103");
+    let (status, _, body) = f.get("/show/main/seg10.m4s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "part100part101part102part103");
+    let (status, _, body) = f.get("/show/main/init.mp4").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "INIT"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_objects_are_404() {
+    let mut f = Fixture::new();
+    f.push_part();
+    for uri in [
+        "/nope/index.m3u8",
+        "/nope/main/playlist.m3u8",
+        "/show/other/playlist.m3u8",
+        "/show/main/seg9.m4s",
+        "/show/main/seg11.m4s",
+        "/show/main/part50.m4s",
+        "/show/main/part999.m4s",
+        "/show/main/part-1.m4s",
+        "/show/main/../../etc/passwd",
+        "/sh%2Fow/index.m3u8",
+    ] {
+        let (status, _, _) = f.get(uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_directives_are_400() {
+    let mut f = Fixture::new();
+    f.push_part();
+    for q in [
+        "_HLS_part=1",
+        "_HLS_msn=abc",
+        "_HLS_msn=-1",
+        "_HLS_msn=99999999999999999999999",
+        "_HLS_msn=10&_HLS_msn=11",
+        "_HLS_msn=10&_HLS_part=x",
+        "_HLS_skip=MAYBE",
+        // More than two beyond the last MSN: refused at once.
+        "_HLS_msn=50",
+    ] {
+        let (status, h, body) = f.get(&format!("/show/main/playlist.m3u8?{q}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert_eq!(h[header::CACHE_CONTROL], "no-cache");
+        assert!(!body.is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_reload_answers_when_the_part_appears() {
+    let mut f = Fixture::new();
+    f.push_part(); // msn 10 part 0
+    let pending = tokio::spawn(f.get("/show/main/playlist.m3u8?_HLS_msn=10&_HLS_part=2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "part 2 does not exist yet");
+    f.push_part(); // part 1: not enough
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished());
+    f.push_part(); // part 2
+    let (status, h, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=12");
+    assert!(body.contains("URI=\"part102.m4s\""), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_index_past_the_segment_means_next_segment() {
+    let mut f = Fixture::new();
+    for _ in 0..4 {
+        f.push_part(); // segment 10 complete with parts 0..3
+    }
+    let pending = tokio::spawn(f.get("/show/main/playlist.m3u8?_HLS_msn=10&_HLS_part=7"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished());
+    f.push_part(); // segment 11 part 0
+    let (status, _, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("URI=\"part104.m4s\""), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_reload_times_out_with_503() {
+    let mut f = Fixture::new();
+    f.push_part();
+    let started = tokio::time::Instant::now();
+    let (status, _, _) = f.get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=0").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // Three target durations of virtual time.
+    assert_eq!(started.elapsed().as_secs(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hinted_part_is_answered_when_complete() {
+    let mut f = Fixture::new();
+    f.push_part(); // part100; hint part101
+    let pending = tokio::spawn(f.get("/show/main/part101.m4s"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished());
+    f.push_part();
+    let (status, _, body) = pending.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "part101"));
+    // Two beyond the hint is not a part anyone announced.
+    let (status, _, _) = f.get("/show/main/part104.m4s").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ended_stream_ignores_directives() {
+    let mut f = Fixture::new();
+    f.push_part();
+    f.rendition.end(Some(MediaTime::from_millis(500)));
+    f.publish();
+    let (status, _, body) = f.get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("#EXT-X-ENDLIST"));
+    assert!(!body.contains("PRELOAD-HINT"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_list_reports_streams() {
+    let mut f = Fixture::new();
+    let (status, _, body) = f.get("/api/v1/streams").await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["streams"][0]["name"], "show");
+    assert_eq!(v["streams"][0]["live"], false);
+    f.push_part();
+    let (_, _, body) = f.get("/api/v1/streams").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["streams"][0]["live"], true);
+}

@@ -1,0 +1,295 @@
+//! Golden playlists: hand-built snapshots rendered and compared byte for byte
+//! with `fixtures/golden/playlist/*.m3u8`. `UPDATE_GOLDEN=1 cargo test -p
+//! packager` rewrites the files; review the diff. The same files are checked by
+//! an independent parser (`fixtures/golden/playlist/check_m3u8.py`, Python
+//! `m3u8`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::playlist::{MediaRenderOptions, Variant, render_media_playlist, render_multivariant};
+use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot, Segment};
+use crate::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
+
+/// 2026-11-26T07:00:00.000Z
+const T0_MS: i64 = 1_795_676_400_000;
+
+const CASES: &[&str] = &[
+    "empty_open.m3u8",
+    "live_window.m3u8",
+    "discontinuity_mid_window.m3u8",
+    "discontinuity_sequence.m3u8",
+    "ended.m3u8",
+    "part_window.m3u8",
+    "delta_capable.m3u8",
+    "multivariant.m3u8",
+];
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/golden/playlist")
+}
+
+fn check(name: &str, actual: &str) {
+    assert!(CASES.contains(&name), "{name} is missing from CASES");
+    let path = golden_dir().join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(golden_dir()).expect("create golden dir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run `UPDATE_GOLDEN=1 cargo test -p packager` to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        actual == expected,
+        "{} differs from the rendering (UPDATE_GOLDEN=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// Builds a snapshot segment by segment, keeping media time, wall time and
+/// part sequence numbers consistent.
+struct Builder {
+    params: PlaylistParams,
+    msn: u64,
+    seq: u64,
+    media: MediaTime,
+    wall: WallTime,
+    segments: Vec<Arc<Segment>>,
+    open: Option<OpenSegment>,
+}
+
+impl Builder {
+    fn new(target_duration_secs: u32, part_target: MediaTime, msn: u64, seq: u64) -> Self {
+        Self {
+            params: PlaylistParams {
+                target_duration_secs,
+                part_target,
+            },
+            msn,
+            seq,
+            media: MediaTime(900_000),
+            wall: WallTime::from_millis(T0_MS),
+            segments: Vec::new(),
+            open: None,
+        }
+    }
+
+    /// Wall clock moves on without media (an encoder reconnect before a
+    /// discontinuity).
+    fn gap_ms(&mut self, ms: i64) -> &mut Self {
+        self.wall = self.wall.offset(MediaTime::from_millis(ms));
+        self
+    }
+
+    fn parts(&mut self, durations: &[i64]) -> Vec<Arc<Part>> {
+        durations
+            .iter()
+            .enumerate()
+            .map(|(i, &ticks)| {
+                let p = Arc::new(Part {
+                    seq: PartSeq(self.seq),
+                    index: PartIndex(u32::try_from(i).expect("few parts")),
+                    duration: MediaTime(ticks),
+                    independent: i == 0,
+                    data: Bytes::new(),
+                });
+                self.seq += 1;
+                p
+            })
+            .collect()
+    }
+
+    fn segment(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
+        let parts = self.parts(durations);
+        let duration = MediaTime(durations.iter().sum());
+        self.segments.push(Arc::new(Segment {
+            msn: Msn(self.msn),
+            start: self.media,
+            duration,
+            program_date_time: self.wall,
+            discontinuity,
+            parts,
+            data: Bytes::new(),
+        }));
+        self.msn += 1;
+        self.media = self.media + duration;
+        self.wall = self.wall.offset(duration);
+        self
+    }
+
+    fn open(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
+        let parts = self.parts(durations);
+        self.open = Some(OpenSegment {
+            msn: Msn(self.msn),
+            start: self.media,
+            program_date_time: self.wall,
+            discontinuity,
+            parts,
+        });
+        self
+    }
+
+    fn live(&self, discontinuity_sequence: u64) -> RenditionSnapshot {
+        RenditionSnapshot {
+            params: self.params,
+            init: Bytes::new(),
+            discontinuity_sequence,
+            segments: self.segments.clone(),
+            open: self.open.clone(),
+            retired_parts: Vec::new(),
+            next_part: Some(PartSeq(self.seq)),
+            ended: false,
+        }
+    }
+
+    fn ended(&self) -> RenditionSnapshot {
+        RenditionSnapshot {
+            open: None,
+            next_part: None,
+            ended: true,
+            ..self.live(0)
+        }
+    }
+}
+
+/// 0.5 s parts and 2 s target duration: four parts per segment.
+const HALF: i64 = 45_000;
+const FULL: [i64; 4] = [HALF; 4];
+
+fn render(s: &RenditionSnapshot) -> String {
+    render_media_playlist(s, &MediaRenderOptions::for_params(&s.params))
+}
+
+#[test]
+fn empty_open() {
+    // First part of a stream: 0.2002 s (six frames at 29.97 fps), 1 s target.
+    let part_target = MediaTime(18_018);
+    let s = Builder::new(1, part_target, 0, 0)
+        .open(&[18_018], false)
+        .live(0);
+    check("empty_open.m3u8", &render(&s));
+}
+
+#[test]
+fn live_window() {
+    let s = Builder::new(2, MediaTime(HALF), 10, 40)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .open(&[HALF, HALF], false)
+        .live(0);
+    check("live_window.m3u8", &render(&s));
+}
+
+#[test]
+fn discontinuity_mid_window() {
+    // Segment 22 follows a publisher reconnect: 1.5 s of wall time without media.
+    // The last part of each segment is short (0.33367 s).
+    let uneven = [HALF, HALF, HALF, 30_030];
+    let s = Builder::new(2, MediaTime(HALF), 20, 80)
+        .segment(&uneven, false)
+        .segment(&uneven, false)
+        .gap_ms(1500)
+        .segment(&uneven, true)
+        .segment(&uneven, false)
+        .open(&[HALF], false)
+        .live(0);
+    check("discontinuity_mid_window.m3u8", &render(&s));
+}
+
+#[test]
+fn discontinuity_sequence() {
+    // Three discontinuities already left the window; the first listed segment
+    // carried the third (its number, 3, is the tag value; no tag before it), and
+    // the segment in progress starts a fourth.
+    let s = Builder::new(2, MediaTime(HALF), 100, 400)
+        .segment(&FULL, true)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .gap_ms(800)
+        .open(&[HALF, HALF, HALF], true)
+        .live(3);
+    check("discontinuity_sequence.m3u8", &render(&s));
+}
+
+#[test]
+fn ended() {
+    let s = Builder::new(2, MediaTime(HALF), 0, 0)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .segment(&[HALF, 20_000], false)
+        .ended();
+    check("ended.m3u8", &render(&s));
+}
+
+#[test]
+fn part_window() {
+    // Six complete 2 s segments: the ends of 50, 51 and 52 lie more than 6 s
+    // (3 × target duration) before the live end, so their parts are not listed.
+    let mut b = Builder::new(2, MediaTime(HALF), 50, 200);
+    for _ in 0..6 {
+        b.segment(&FULL, false);
+    }
+    let s = b.open(&[HALF], false).live(0);
+    check("part_window.m3u8", &render(&s));
+}
+
+#[test]
+fn delta_capable() {
+    let s = Builder::new(2, MediaTime(HALF), 10, 40)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .open(&[HALF], false)
+        .live(0);
+    let opts = MediaRenderOptions::new(
+        &s.params,
+        MediaTime::from_millis(1500),
+        Some(MediaTime::from_millis(6000)),
+        Some(MediaTime::from_millis(12_000)),
+    )
+    .expect("valid options");
+    check("delta_capable.m3u8", &render_media_playlist(&s, &opts));
+}
+
+#[test]
+fn multivariant() {
+    let variants = [
+        Variant {
+            uri: "main/playlist.m3u8".to_owned(),
+            bandwidth: 3_200_000,
+            average_bandwidth: Some(2_800_000),
+            codecs: "avc1.64001f,mp4a.40.2".to_owned(),
+            resolution: Some((1280, 720)),
+            frame_rate: Some(30_000.0 / 1001.0),
+        },
+        Variant {
+            uri: "low/playlist.m3u8".to_owned(),
+            bandwidth: 900_000,
+            average_bandwidth: None,
+            codecs: "avc1.42e01e,mp4a.40.2".to_owned(),
+            resolution: Some((640, 360)),
+            frame_rate: Some(25.0),
+        },
+    ];
+    let text = render_multivariant(&variants).expect("valid variants");
+    check("multivariant.m3u8", &text);
+}
+
+#[test]
+fn every_golden_file_has_a_case() {
+    let Ok(entries) = std::fs::read_dir(golden_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".m3u8") {
+            assert!(CASES.contains(&name.as_str()), "stale golden file {name}");
+        }
+    }
+}

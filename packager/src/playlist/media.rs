@@ -1,0 +1,554 @@
+//! The LL-HLS media playlist of one rendition.
+//!
+//! Layout (every line ends with `\n`):
+//!
+//! ```text
+//! #EXTM3U
+//! #EXT-X-VERSION:6                      (9 when delta updates are offered)
+//! #EXT-X-TARGETDURATION:<s>
+//! #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=…[,HOLD-BACK=…][,CAN-SKIP-UNTIL=…]
+//! #EXT-X-PART-INF:PART-TARGET=<s>
+//! #EXT-X-MEDIA-SEQUENCE:<msn of the first segment>
+//! #EXT-X-DISCONTINUITY-SEQUENCE:<n>     (when n > 0 or a discontinuity is listed)
+//! #EXT-X-MAP:URI="init.mp4"
+//! per complete segment:
+//!   #EXT-X-DISCONTINUITY                (flagged, and not the first segment)
+//!   #EXT-X-PROGRAM-DATE-TIME:…
+//!   #EXT-X-PART:…                       (only near the live end, see below)
+//!   #EXTINF:<s>,
+//!   seg<msn>.m4s
+//! the segment in progress (while live):
+//!   #EXT-X-DISCONTINUITY / #EXT-X-PROGRAM-DATE-TIME / #EXT-X-PART:…
+//! #EXT-X-PRELOAD-HINT:TYPE=PART,URI="part<seq>.m4s"   (while live)
+//! #EXT-X-ENDLIST                        (once ended)
+//! ```
+//!
+//! `EXT-X-INDEPENDENT-SEGMENTS` is not written here: every segment starts with
+//! a keyframe, and the multivariant playlist says so once for all renditions.
+//! rfc8216bis §4.4.2.1: "If this tag appears in a Multivariant Playlist, it
+//! SHOULD NOT appear in any Media Playlist referenced by that Multivariant
+//! Playlist."
+
+use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::playlist::names::INIT_NAME;
+use crate::playlist::tag::discontinuity::{Discontinuity, DiscontinuitySequence};
+use crate::playlist::tag::extinf::ExtInf;
+use crate::playlist::tag::map::Map;
+use crate::playlist::tag::part::PartTag;
+use crate::playlist::tag::part_inf::PartInf;
+use crate::playlist::tag::preload_hint::PreloadHintPart;
+use crate::playlist::tag::program_date_time::ProgramDateTime;
+use crate::playlist::tag::server_control::{
+    ServerControl, min_can_skip_until, min_hold_back, min_part_hold_back,
+    recommended_part_hold_back,
+};
+use crate::playlist::tag::version::media_playlist_version;
+use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot};
+use crate::units::{MediaTime, Msn, TS_TIMESCALE};
+
+/// Parts are listed for segments whose end lies at most this many target
+/// durations before the live end of the playlist; older segments are listed by
+/// their EXTINF alone. rfc8216bis §6.2.2: "EXT-X-PART tags SHOULD be removed
+/// from the Playlist after they are greater than three Target Durations from the
+/// end of the Playlist." Whole segments are dropped from the part window, oldest
+/// first, which keeps removal in playlist order (§6.2.2: "Media Segments and
+/// EXT-X-PART tags MUST be removed from the Playlist in the order that they
+/// appear in the Playlist"). Removed parts stay fetchable through
+/// `RenditionSnapshot::retired_parts`.
+const PART_WINDOW_TARGET_DURATIONS: i64 = 3;
+
+/// Server-control values of a media playlist, checked against the spec's lower
+/// bounds for the [`PlaylistParams`] they were built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaRenderOptions {
+    part_hold_back: MediaTime,
+    hold_back: Option<MediaTime>,
+    can_skip_until: Option<MediaTime>,
+}
+
+/// A server-control value below what rfc8216bis §4.4.3.8 allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum MediaOptionsError {
+    #[error(
+        "PART-HOLD-BACK {:.5}s is below twice PART-TARGET ({:.5}s)",
+        .got.as_secs_f64(),
+        .min.as_secs_f64()
+    )]
+    PartHoldBackTooSmall { got: MediaTime, min: MediaTime },
+    #[error(
+        "HOLD-BACK {:.5}s is below three times TARGETDURATION ({:.5}s)",
+        .got.as_secs_f64(),
+        .min.as_secs_f64()
+    )]
+    HoldBackTooSmall { got: MediaTime, min: MediaTime },
+    #[error(
+        "CAN-SKIP-UNTIL {:.5}s is below six times TARGETDURATION ({:.5}s)",
+        .got.as_secs_f64(),
+        .min.as_secs_f64()
+    )]
+    CanSkipUntilTooSmall { got: MediaTime, min: MediaTime },
+}
+
+impl MediaRenderOptions {
+    /// Defaults for a rendition: PART-HOLD-BACK = 3 × PART-TARGET (the SHOULD of
+    /// rfc8216bis §4.4.3.8), HOLD-BACK = 3 × TARGETDURATION (its minimum, and
+    /// the value its absence implies), no delta updates.
+    #[must_use]
+    pub fn for_params(params: &PlaylistParams) -> Self {
+        Self {
+            part_hold_back: recommended_part_hold_back(params.part_target),
+            hold_back: Some(min_hold_back(target_duration(params))),
+            can_skip_until: None,
+        }
+    }
+
+    /// Explicit values, checked against the MUSTs of rfc8216bis §4.4.3.8:
+    /// PART-HOLD-BACK ≥ 2 × PART-TARGET, HOLD-BACK ≥ 3 × TARGETDURATION,
+    /// CAN-SKIP-UNTIL ≥ 6 × TARGETDURATION.
+    ///
+    /// When several renditions share a multivariant playlist, pass the same
+    /// values to each: rfc8216bis §6.2.4 requires EXT-X-SERVER-CONTROL to be
+    /// identical in all of them, and PART-HOLD-BACK "SHOULD be at least three
+    /// times the maximum Part Target Duration" (§4.4.3.8).
+    ///
+    /// # Errors
+    /// The first value below its bound, in the order above.
+    pub fn new(
+        params: &PlaylistParams,
+        part_hold_back: MediaTime,
+        hold_back: Option<MediaTime>,
+        can_skip_until: Option<MediaTime>,
+    ) -> Result<Self, MediaOptionsError> {
+        let min = min_part_hold_back(params.part_target);
+        if part_hold_back < min {
+            return Err(MediaOptionsError::PartHoldBackTooSmall {
+                got: part_hold_back,
+                min,
+            });
+        }
+        let td = target_duration(params);
+        if let Some(got) = hold_back {
+            let min = min_hold_back(td);
+            if got < min {
+                return Err(MediaOptionsError::HoldBackTooSmall { got, min });
+            }
+        }
+        if let Some(got) = can_skip_until {
+            let min = min_can_skip_until(td);
+            if got < min {
+                return Err(MediaOptionsError::CanSkipUntilTooSmall { got, min });
+            }
+        }
+        Ok(Self {
+            part_hold_back,
+            hold_back,
+            can_skip_until,
+        })
+    }
+
+    #[must_use]
+    pub fn part_hold_back(&self) -> MediaTime {
+        self.part_hold_back
+    }
+
+    #[must_use]
+    pub fn hold_back(&self) -> Option<MediaTime> {
+        self.hold_back
+    }
+
+    /// The Skip Boundary, when delta updates (`_HLS_skip`) are offered.
+    #[must_use]
+    pub fn can_skip_until(&self) -> Option<MediaTime> {
+        self.can_skip_until
+    }
+
+    /// The values to write for a snapshot with `params`. Options are checked when
+    /// built, but against the params they were built for; if a snapshot's params
+    /// differ, each value is raised to its bound rather than written below it.
+    fn server_control(&self, params: &PlaylistParams) -> ServerControl {
+        let td = target_duration(params);
+        ServerControl {
+            part_hold_back: self
+                .part_hold_back
+                .max(min_part_hold_back(params.part_target)),
+            hold_back: self.hold_back.map(|v| v.max(min_hold_back(td))),
+            can_skip_until: self.can_skip_until.map(|v| v.max(min_can_skip_until(td))),
+        }
+    }
+}
+
+/// Renders the media playlist of `s`. Deterministic: equal snapshots give equal
+/// bytes.
+#[must_use]
+pub fn render_media_playlist(s: &RenditionSnapshot, opts: &MediaRenderOptions) -> String {
+    MediaPlaylist { s, opts }.to_string()
+}
+
+fn target_duration(params: &PlaylistParams) -> MediaTime {
+    MediaTime(i64::from(params.target_duration_secs) * i64::from(TS_TIMESCALE))
+}
+
+struct MediaPlaylist<'a> {
+    s: &'a RenditionSnapshot,
+    opts: &'a MediaRenderOptions,
+}
+
+impl MediaPlaylist<'_> {
+    /// The segment in progress, if it is to be listed: only while live. An
+    /// ended rendition has no segment in progress (`Rendition::end` closes it);
+    /// should a snapshot still carry one, its parts would follow the last EXTINF
+    /// with nothing to close them, so it is left out.
+    fn open(&self) -> Option<&OpenSegment> {
+        if self.s.ended {
+            None
+        } else {
+            self.s.open.as_ref()
+        }
+    }
+
+    /// rfc8216bis §4.4.3.2: "The EXT-X-MEDIA-SEQUENCE tag indicates the Media
+    /// Sequence Number of the first Media Segment that appears in a Playlist
+    /// file." The segment in progress counts when no complete one is listed, so
+    /// that its parts carry its MSN.
+    fn media_sequence(&self) -> Msn {
+        self.s
+            .segments
+            .first()
+            .map(|seg| seg.msn)
+            .or_else(|| self.open().map(|o| o.msn))
+            .unwrap_or(Msn(0))
+    }
+
+    /// Index into `segments` of the first segment whose parts are listed.
+    fn part_window_start(&self) -> usize {
+        let window = MediaTime(
+            target_duration(&self.s.params)
+                .0
+                .saturating_mul(PART_WINDOW_TARGET_DURATIONS),
+        );
+        // Distance from the live end back to the end of the segment at hand:
+        // what is listed after it. Summed from durations, not from `start`
+        // times, which may jump at a discontinuity.
+        let mut after = self
+            .open()
+            .map_or(MediaTime::ZERO, |o| sum_durations(&o.parts));
+        let mut start = self.s.segments.len();
+        for (i, seg) in self.s.segments.iter().enumerate().rev() {
+            if after > window {
+                break;
+            }
+            start = i;
+            after = MediaTime(after.0.saturating_add(seg.duration.0));
+        }
+        start
+    }
+
+    fn lists_discontinuity(&self) -> bool {
+        let complete = self.s.segments.iter().map(|seg| seg.discontinuity);
+        let open = self.open().map(|o| o.discontinuity);
+        // The first segment's flag is carried by the sequence number instead.
+        complete.chain(open).skip(1).any(|d| d)
+    }
+}
+
+fn sum_durations(parts: &[Arc<Part>]) -> MediaTime {
+    MediaTime(
+        parts
+            .iter()
+            .fold(0_i64, |acc, p| acc.saturating_add(p.duration.0)),
+    )
+}
+
+impl fmt::Display for MediaPlaylist<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.s;
+        let params = &s.params;
+        let server_control = self.opts.server_control(params);
+
+        // rfc8216bis §4.4.1.1: "It MUST be the first line of every Media Playlist
+        // and every Multivariant Playlist."
+        writeln!(f, "#EXTM3U")?;
+        writeln!(
+            f,
+            "{}",
+            media_playlist_version(server_control.can_skip_until.is_some())
+        )?;
+        // rfc8216bis §4.4.3.1: "The EXTINF duration of each Media Segment in a
+        // Playlist file, when rounded to the nearest integer, MUST be less than or
+        // equal to the Target Duration." Fixed for the life of the rendition
+        // (`PlaylistParams`); §6.2.1: "The value of the EXT-X-TARGETDURATION tag in
+        // the Media Playlist MUST NOT change."
+        writeln!(f, "#EXT-X-TARGETDURATION:{}", params.target_duration_secs)?;
+        writeln!(f, "{server_control}")?;
+        writeln!(
+            f,
+            "{}",
+            PartInf {
+                part_target: params.part_target
+            }
+        )?;
+        // rfc8216bis §4.4.3.2: "The EXT-X-MEDIA-SEQUENCE tag MUST appear before the
+        // first Media Segment in the Playlist."
+        writeln!(f, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence())?;
+        if s.discontinuity_sequence > 0 || self.lists_discontinuity() {
+            writeln!(f, "{}", DiscontinuitySequence(s.discontinuity_sequence))?;
+        }
+        writeln!(f, "{}", Map { uri: INIT_NAME })?;
+
+        let parts_from = self.part_window_start();
+        let mut first = true;
+        for (i, seg) in s.segments.iter().enumerate() {
+            if seg.discontinuity && !first {
+                writeln!(f, "{Discontinuity}")?;
+            }
+            first = false;
+            // rfc8216bis §4.4.4.9: "When the Media Segment Tags (Section 4.4.4)
+            // EXT-X-DISCONTINUITY, EXT-X-KEY, EXT-X-MAP, or EXT-X-PROGRAM-DATE-TIME
+            // are applied to a Parent Segment, they also necessarily apply to the
+            // first Partial Segment, so they MUST appear before the first EXT-X-PART
+            // tag of that Parent Segment."
+            writeln!(f, "{}", ProgramDateTime(seg.program_date_time))?;
+            if i >= parts_from {
+                for part in &seg.parts {
+                    writeln!(f, "{}", PartTag(part))?;
+                }
+            }
+            writeln!(f, "{}", ExtInf(seg))?;
+        }
+
+        if let Some(open) = self.open() {
+            if open.discontinuity && !first {
+                writeln!(f, "{Discontinuity}")?;
+            }
+            writeln!(f, "{}", ProgramDateTime(open.program_date_time))?;
+            for part in &open.parts {
+                writeln!(f, "{}", PartTag(part))?;
+            }
+        }
+
+        if s.ended {
+            // rfc8216bis §6.2.1: "If the Media Playlist contains the final Media
+            // Segment of the presentation, then the Playlist file MUST contain the
+            // EXT-X-ENDLIST tag."
+            writeln!(f, "#EXT-X-ENDLIST")?;
+        } else if let Some(next) = s.next_part {
+            writeln!(f, "{}", PreloadHintPart(next))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::rendition::Segment;
+    use crate::units::{PartIndex, PartSeq, WallTime};
+
+    fn params() -> PlaylistParams {
+        PlaylistParams {
+            target_duration_secs: 2,
+            part_target: MediaTime::from_millis(500),
+        }
+    }
+
+    fn part(seq: u64, index: u32, ms: i64) -> Arc<Part> {
+        Arc::new(Part {
+            seq: PartSeq(seq),
+            index: PartIndex(index),
+            duration: MediaTime::from_millis(ms),
+            independent: index == 0,
+            data: Bytes::new(),
+        })
+    }
+
+    fn segment(msn: u64, parts: u32, discontinuity: bool) -> Arc<Segment> {
+        let parts: Vec<_> = (0..parts)
+            .map(|i| part(msn * 4 + u64::from(i), i, 500))
+            .collect();
+        Arc::new(Segment {
+            msn: Msn(msn),
+            start: MediaTime::ZERO,
+            duration: sum_durations(&parts),
+            program_date_time: WallTime::from_millis(0),
+            discontinuity,
+            parts,
+            data: Bytes::new(),
+        })
+    }
+
+    fn snapshot(segments: Vec<Arc<Segment>>, open: Option<OpenSegment>) -> RenditionSnapshot {
+        RenditionSnapshot {
+            params: params(),
+            init: Bytes::new(),
+            discontinuity_sequence: 0,
+            segments,
+            open,
+            retired_parts: Vec::new(),
+            next_part: None,
+            ended: false,
+        }
+    }
+
+    #[test]
+    fn options_default_to_the_recommended_values() {
+        let o = MediaRenderOptions::for_params(&params());
+        assert_eq!(o.part_hold_back(), MediaTime::from_millis(1500));
+        assert_eq!(o.hold_back(), Some(MediaTime::from_millis(6000)));
+        assert_eq!(o.can_skip_until(), None);
+    }
+
+    #[test]
+    fn options_reject_values_below_the_spec_bounds() {
+        let p = params();
+        let ms = MediaTime::from_millis;
+        assert_eq!(
+            MediaRenderOptions::new(&p, ms(999), None, None),
+            Err(MediaOptionsError::PartHoldBackTooSmall {
+                got: ms(999),
+                min: ms(1000)
+            })
+        );
+        assert!(MediaRenderOptions::new(&p, ms(1000), None, None).is_ok());
+        assert_eq!(
+            MediaRenderOptions::new(&p, ms(1000), Some(ms(5999)), None),
+            Err(MediaOptionsError::HoldBackTooSmall {
+                got: ms(5999),
+                min: ms(6000)
+            })
+        );
+        assert_eq!(
+            MediaRenderOptions::new(&p, ms(1000), None, Some(ms(11_999))),
+            Err(MediaOptionsError::CanSkipUntilTooSmall {
+                got: ms(11_999),
+                min: ms(12_000)
+            })
+        );
+        let ok = MediaRenderOptions::new(&p, ms(1000), Some(ms(6000)), Some(ms(12_000)));
+        assert!(ok.is_ok());
+        let msg = MediaOptionsError::PartHoldBackTooSmall {
+            got: ms(999),
+            min: ms(1000),
+        }
+        .to_string();
+        assert_eq!(
+            msg,
+            "PART-HOLD-BACK 0.99900s is below twice PART-TARGET (1.00000s)"
+        );
+    }
+
+    #[test]
+    fn options_built_for_other_params_are_raised_to_the_bounds() {
+        let small = PlaylistParams {
+            target_duration_secs: 1,
+            part_target: MediaTime::from_millis(200),
+        };
+        let opts = MediaRenderOptions::for_params(&small);
+        let text = render_media_playlist(&snapshot(vec![segment(0, 4, false)], None), &opts);
+        assert!(
+            text.contains("PART-HOLD-BACK=1.0,HOLD-BACK=6.0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn version_is_nine_only_when_delta_updates_are_offered() {
+        let p = params();
+        let s = snapshot(vec![segment(0, 4, false)], None);
+        let plain = render_media_playlist(&s, &MediaRenderOptions::for_params(&p));
+        assert!(plain.contains("#EXT-X-VERSION:6\n"));
+        let ms = MediaTime::from_millis;
+        let delta = MediaRenderOptions::new(&p, ms(1500), None, Some(ms(12_000)));
+        let delta = render_media_playlist(&s, &delta.expect("valid options"));
+        assert!(delta.contains("#EXT-X-VERSION:9\n"));
+        assert!(delta.contains(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5,CAN-SKIP-UNTIL=12.0\n"
+        ));
+    }
+
+    #[test]
+    fn first_segment_discontinuity_is_carried_by_the_sequence_number() {
+        let mut s = snapshot(vec![segment(5, 4, true), segment(6, 4, false)], None);
+        s.discontinuity_sequence = 1;
+        let text = render_media_playlist(&s, &MediaRenderOptions::for_params(&params()));
+        assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        assert!(!text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+
+        // A discontinuity only on the first segment, sequence 0: nothing to write.
+        s.discontinuity_sequence = 0;
+        let text = render_media_playlist(&s, &MediaRenderOptions::for_params(&params()));
+        assert!(!text.contains("DISCONTINUITY"), "{text}");
+    }
+
+    #[test]
+    fn open_segment_is_first_when_nothing_is_complete() {
+        let open = OpenSegment {
+            msn: Msn(9),
+            start: MediaTime::ZERO,
+            program_date_time: WallTime(0),
+            discontinuity: true,
+            parts: vec![part(36, 0, 500)],
+        };
+        let mut s = snapshot(Vec::new(), Some(open));
+        s.next_part = Some(PartSeq(37));
+        let text = render_media_playlist(&s, &MediaRenderOptions::for_params(&params()));
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:9\n"));
+        assert!(!text.contains("DISCONTINUITY"), "{text}");
+        assert!(text.ends_with(
+            "#EXT-X-PART:DURATION=0.5,URI=\"part36.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part37.m4s\"\n"
+        ));
+    }
+
+    #[test]
+    fn ended_playlist_has_no_hint_and_no_open_segment() {
+        let open = OpenSegment {
+            msn: Msn(1),
+            start: MediaTime::ZERO,
+            program_date_time: WallTime(0),
+            discontinuity: false,
+            parts: vec![part(4, 0, 500)],
+        };
+        let mut s = snapshot(vec![segment(0, 4, false)], Some(open));
+        s.next_part = Some(PartSeq(5));
+        s.ended = true;
+        let text = render_media_playlist(&s, &MediaRenderOptions::for_params(&params()));
+        assert!(text.ends_with("seg0.m4s\n#EXT-X-ENDLIST\n"), "{text}");
+        assert!(!text.contains("PRELOAD-HINT"));
+        assert!(!text.contains("part4.m4s"));
+    }
+
+    #[test]
+    fn part_window_is_three_target_durations_from_the_live_end() {
+        // Six 2 s segments and 0.5 s in progress: segment ends lie 0.5, 2.5, 4.5,
+        // 6.5, 8.5 and 10.5 s before the live end; the window is 6 s.
+        let segments = (0..6).map(|m| segment(m, 4, false)).collect();
+        let open = OpenSegment {
+            msn: Msn(6),
+            start: MediaTime::ZERO,
+            program_date_time: WallTime(0),
+            discontinuity: false,
+            parts: vec![part(24, 0, 500)],
+        };
+        let s = snapshot(segments, Some(open));
+        let view = MediaPlaylist {
+            s: &s,
+            opts: &MediaRenderOptions::for_params(&params()),
+        };
+        assert_eq!(view.part_window_start(), 3);
+
+        // Exactly 3 TD still counts as within.
+        let segments = (0..4).map(|m| segment(m, 4, false)).collect();
+        let s = snapshot(segments, None);
+        let view = MediaPlaylist {
+            s: &s,
+            opts: &MediaRenderOptions::for_params(&params()),
+        };
+        assert_eq!(view.part_window_start(), 0);
+    }
+}

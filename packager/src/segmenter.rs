@@ -1,0 +1,573 @@
+//! The part/segment timeline: cuts access units into CMAF parts and segments on
+//! media time, never on a timer.
+//!
+//! Rules, all decided from media time so that two gateways fed the same source
+//! publish the same timeline:
+//! - A segment starts at the first video keyframe whose decode time falls in a
+//!   new *slot* of the segment-duration grid (`slot = dts / segment_duration`).
+//!   The first MSN is the slot of the first segment; later MSNs count up by one.
+//! - Parts are laid on a grid of `part_duration` from their segment's start; the
+//!   part duration is a whole number of frames closest to the configured
+//!   PART-TARGET, so that every part but a segment's last one is exactly as long
+//!   as the declared target (rfc8216bis §4.4.4.9 asks for ≥ 85 % of it).
+//! - A part is published as soon as its last frame arrives (the next frame's
+//!   expected time crosses the part grid), not when the next frame shows up.
+//!
+//! Shape (style.md convention 2): `push_*` in, `poll_output` out.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::cmaf::{self, CmafError, FragmentSample, TrackRun, TrackSpec};
+use crate::rendition::{OpenSegment, Part, PlaylistParams};
+use crate::sample::{Codec, Sample, TrackKind};
+use crate::units::{MediaTime, Msn, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
+
+const VIDEO_TRACK_ID: u32 = 1;
+const AUDIO_TRACK_ID: u32 = 2;
+/// PCM frames per AAC access unit (ISO/IEC 14496-3, AAC-LC).
+const AAC_FRAME: i64 = 1024;
+/// Without a second keyframe within this much media time the stream cannot be
+/// segmented sensibly (e.g. intra-refresh encoders); start anyway.
+const MAX_PROBE: MediaTime = MediaTime(10 * TS_TIMESCALE as i64);
+/// A decode-time jump larger than this (or any step back) is a discontinuity.
+const MAX_JUMP: MediaTime = MediaTime(5 * TS_TIMESCALE as i64);
+
+/// Timeline settings, fixed for the life of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmenterConfig {
+    /// The segment grid; segments are this long when the GOP divides it.
+    pub segment_duration: MediaTime,
+    /// The wanted PART-TARGET; the declared one is the nearest whole number of frames.
+    pub part_target: MediaTime,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: MediaTime::from_millis(2000),
+            part_target: MediaTime::from_millis(200),
+        }
+    }
+}
+
+/// What the segmenter asks its owner to publish, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The playlist parameters are decided and the init segment is ready.
+    Start { params: PlaylistParams, init: Bytes },
+    /// New codec parameters after a discontinuity: a new init segment.
+    Init(Bytes),
+    /// A complete part; `open` is set when the part opens a new segment.
+    Part {
+        open: Option<OpenSegment>,
+        part: Part,
+    },
+    /// The open segment is complete.
+    SegmentEnd { duration: MediaTime },
+    /// Something the operator should know (not an error of the stream).
+    Warning(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SegmenterError {
+    #[error("sample for a track whose codec is unknown")]
+    UnknownTrack,
+    #[error("video codec changed without a discontinuity")]
+    CodecChanged,
+    #[error("could not write a CMAF box")]
+    Cmaf(#[from] CmafError),
+}
+
+/// Everything fixed once the first GOP has been seen.
+#[derive(Clone, Copy, Debug)]
+struct Grid {
+    frame: MediaTime,
+    part: MediaTime,
+    params: PlaylistParams,
+}
+
+#[derive(Debug)]
+struct OpenPart {
+    index: PartIndex,
+    /// Samples with `dts + frame/2` before this belong to the part.
+    end: MediaTime,
+    video: Vec<Sample>,
+    audio: Vec<Sample>,
+}
+
+impl OpenPart {
+    fn empty(index: PartIndex) -> Self {
+        Self {
+            index,
+            end: MediaTime::ZERO,
+            video: Vec::new(),
+            audio: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SegmentState {
+    slot: i64,
+    start: MediaTime,
+    /// Sum of the published parts' durations: the EXTINF.
+    published: MediaTime,
+    part: Option<OpenPart>,
+    next_index: u32,
+    /// Not yet announced: the `open` of the next `Output::Part`.
+    announce: Option<OpenSegment>,
+}
+
+/// Cuts one stream (one video track, optionally one audio track) into parts.
+#[derive(Debug)]
+pub struct Segmenter {
+    config: SegmenterConfig,
+    video: Option<Codec>,
+    audio: Option<Codec>,
+    /// Samples held until the grid is known (first GOP).
+    probe: Vec<Sample>,
+    grid: Option<Grid>,
+    segment: Option<SegmentState>,
+    last_msn: Option<Msn>,
+    next_seq: Option<PartSeq>,
+    /// The next segment follows a discontinuity.
+    discontinuity: bool,
+    /// Wall clock of media time zero for PROGRAM-DATE-TIME: (pts, arrival).
+    anchor: Option<(MediaTime, WallTime)>,
+    last_video_dts: Option<MediaTime>,
+    /// Next expected audio time in the audio track's timescale.
+    audio_clock: Option<i64>,
+    init_dirty: bool,
+    out: VecDeque<Output>,
+}
+
+impl Segmenter {
+    #[must_use]
+    pub fn new(config: SegmenterConfig) -> Self {
+        Self {
+            config,
+            video: None,
+            audio: None,
+            probe: Vec::new(),
+            grid: None,
+            segment: None,
+            last_msn: None,
+            next_seq: None,
+            discontinuity: false,
+            anchor: None,
+            last_video_dts: None,
+            audio_clock: None,
+            init_dirty: false,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The declared playlist parameters, once decided.
+    #[must_use]
+    pub fn params(&self) -> Option<PlaylistParams> {
+        self.grid.map(|g| g.params)
+    }
+
+    /// The nominal video frame duration, once measured.
+    #[must_use]
+    pub fn frame_duration(&self) -> Option<MediaTime> {
+        self.grid.map(|g| g.frame)
+    }
+
+    #[must_use]
+    pub fn audio_codec(&self) -> Option<&Codec> {
+        self.audio.as_ref()
+    }
+
+    /// Declares (or re-declares) a track's codec.
+    pub fn push_codec(&mut self, codec: Codec) -> Result<(), SegmenterError> {
+        let slot = match codec.kind() {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
+        };
+        if slot.as_ref() == Some(&codec) {
+            return Ok(());
+        }
+        let changed = slot.is_some();
+        *slot = Some(codec);
+        if changed {
+            if self.segment.is_some() && !self.discontinuity {
+                // A new publisher announces its codecs before its first sample;
+                // the shell calls `push_discontinuity` first. Anything else is a
+                // mid-stream codec switch we cannot splice without one.
+                self.push_discontinuity();
+            }
+            self.init_dirty = true;
+        }
+        Ok(())
+    }
+
+    /// The source restarted (new publisher, or timestamps jumped): close what is
+    /// open and start the next segment, with `EXT-X-DISCONTINUITY`, at the next keyframe.
+    pub fn push_discontinuity(&mut self) {
+        // Audio of the old source cannot open a segment of the new one.
+        drop(self.finish_segment());
+        self.discontinuity = self.last_msn.is_some();
+        self.anchor = None;
+        self.last_video_dts = None;
+        self.audio_clock = None;
+        if self.grid.is_none() {
+            self.probe.clear();
+        }
+    }
+
+    /// The source ended: publish what is open.
+    pub fn finish(&mut self) {
+        if self.grid.is_none()
+            && !self.probe.is_empty()
+            && let Err(e) = self.start_grid()
+        {
+            self.out.push_back(Output::Warning(format!("last samples: {e}")));
+        }
+        drop(self.finish_segment());
+    }
+
+    pub fn push_sample(&mut self, sample: Sample) -> Result<(), SegmenterError> {
+        let codec = match sample.track {
+            TrackKind::Video => self.video.as_ref(),
+            TrackKind::Audio => self.audio.as_ref(),
+        };
+        if codec.is_none() {
+            return Err(SegmenterError::UnknownTrack);
+        }
+        if sample.track == TrackKind::Video {
+            if let Some(last) = self.last_video_dts {
+                let step = sample.dts - last;
+                if step <= MediaTime::ZERO || step > MAX_JUMP {
+                    self.out.push_back(Output::Warning(format!(
+                        "video decode time jumped by {:.3} s: discontinuity",
+                        step.as_secs_f64()
+                    )));
+                    self.push_discontinuity();
+                }
+            }
+            self.last_video_dts = Some(sample.dts);
+        }
+        if self.grid.is_none() {
+            return self.probe_sample(sample);
+        }
+        self.place(sample)
+    }
+
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    fn probe_sample(&mut self, sample: Sample) -> Result<(), SegmenterError> {
+        let is_key = sample.track == TrackKind::Video && sample.keyframe;
+        if self.probe.is_empty() && !is_key {
+            return Ok(()); // nothing is decodable before the first keyframe
+        }
+        let first = self.probe.first().map(|s| s.dts);
+        let second_key = is_key && !self.probe.is_empty();
+        let too_long = first.is_some_and(|f| sample.dts - f > MAX_PROBE);
+        self.probe.push(sample);
+        if second_key || too_long {
+            self.start_grid()?;
+        }
+        Ok(())
+    }
+
+    /// Decides frame duration, part duration and TARGETDURATION from the probe,
+    /// then places the samples held during it.
+    fn start_grid(&mut self) -> Result<(), SegmenterError> {
+        let video: Vec<MediaTime> = self
+            .probe
+            .iter()
+            .filter(|s| s.track == TrackKind::Video)
+            .map(|s| s.dts)
+            .collect();
+        let frame = video
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > MediaTime::ZERO)
+            .min()
+            .unwrap_or(MediaTime::from_millis(33));
+        let keys: Vec<MediaTime> = self
+            .probe
+            .iter()
+            .filter(|s| s.track == TrackKind::Video && s.keyframe)
+            .map(|s| s.dts)
+            .collect();
+        let gop = match keys.as_slice() {
+            [a, b, ..] => *b - *a,
+            _ => video.last().zip(video.first()).map_or(MAX_PROBE, |(l, f)| *l - *f + frame),
+        };
+        let frames = ((self.config.part_target.0 + frame.0 / 2) / frame.0).max(1);
+        let part = MediaTime(frames * frame.0);
+        let seg = self.config.segment_duration;
+        // With a GOP that divides the grid every segment lasts one grid step;
+        // otherwise a segment can run up to one GOP past it.
+        let longest = if gop > seg {
+            gop
+        } else if (seg.0 % gop.0) <= frame.0 / 2 || gop.0 - (seg.0 % gop.0) <= frame.0 / 2 {
+            seg
+        } else {
+            seg + gop
+        };
+        // rfc8216bis §4.4.3.1: "The EXTINF duration of each Media Segment in a
+        // Playlist file, when rounded to the nearest integer, MUST be less than
+        // or equal to the Target Duration."
+        let target = (longest.0 + i64::from(TS_TIMESCALE) / 2) / i64::from(TS_TIMESCALE);
+        if gop > seg {
+            self.out.push_back(Output::Warning(format!(
+                "encoder keyframe interval {:.3} s exceeds the segment duration {:.3} s: \
+                 segments follow the keyframes; set the encoder's GOP to {:.3} s or less",
+                gop.as_secs_f64(),
+                seg.as_secs_f64(),
+                seg.as_secs_f64()
+            )));
+        }
+        let params = PlaylistParams {
+            target_duration_secs: u32::try_from(target.max(1)).unwrap_or(u32::MAX),
+            part_target: part,
+        };
+        self.grid = Some(Grid {
+            frame,
+            part,
+            params,
+        });
+        let init = self.init_segment()?;
+        self.out.push_back(Output::Start { params, init });
+        self.init_dirty = false;
+        for s in std::mem::take(&mut self.probe) {
+            self.place(s)?;
+        }
+        Ok(())
+    }
+
+    fn init_segment(&self) -> Result<Bytes, CmafError> {
+        let mut tracks = Vec::with_capacity(2);
+        if let Some(v) = &self.video {
+            tracks.push(TrackSpec {
+                track_id: VIDEO_TRACK_ID,
+                codec: v.clone(),
+            });
+        }
+        if let Some(a) = &self.audio {
+            tracks.push(TrackSpec {
+                track_id: AUDIO_TRACK_ID,
+                codec: a.clone(),
+            });
+        }
+        cmaf::init_segment(&tracks)
+    }
+
+    fn place(&mut self, sample: Sample) -> Result<(), SegmenterError> {
+        let Some(grid) = self.grid else {
+            return Ok(());
+        };
+        match sample.track {
+            TrackKind::Video => self.place_video(grid, sample),
+            TrackKind::Audio => {
+                // Audio rides along in whichever part is open when it arrives;
+                // each track keeps its own continuous decode clock in CMAF.
+                if let Some(seg) = self.segment.as_mut() {
+                    seg.part
+                        .get_or_insert_with(|| OpenPart::empty(PartIndex(seg.next_index)))
+                        .audio
+                        .push(sample);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn place_video(&mut self, grid: Grid, sample: Sample) -> Result<(), SegmenterError> {
+        let slot = sample.dts.0.div_euclid(self.config.segment_duration.0.max(1));
+        let new_segment = sample.keyframe && self.segment.as_ref().is_none_or(|s| slot > s.slot);
+        if new_segment {
+            if self.init_dirty {
+                self.init_dirty = false;
+                self.out.push_back(Output::Init(self.init_segment()?));
+            }
+            self.publish_part(Some(sample.dts))?;
+            let leftover = self.finish_segment();
+            self.open_segment(slot, &sample, leftover);
+        }
+        let half = MediaTime(grid.frame.0 / 2);
+        // Does this frame start the next part?
+        let crosses = self
+            .segment
+            .as_ref()
+            .and_then(|s| s.part.as_ref())
+            .is_some_and(|p| !p.video.is_empty() && sample.dts + half >= p.end);
+        if crosses {
+            self.publish_part(Some(sample.dts))?;
+        }
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(()); // waiting for a keyframe after a discontinuity
+        };
+        let part = seg
+            .part
+            .get_or_insert_with(|| OpenPart::empty(PartIndex(seg.next_index)));
+        if part.video.is_empty() {
+            // The part's end is the next point of the part grid after this frame.
+            let cell = (sample.dts - seg.start + half).0.div_euclid(grid.part.0) + 1;
+            part.end = seg.start + MediaTime(grid.part.0 * cell);
+            part.index = PartIndex(seg.next_index);
+        }
+        let expected_next = sample.dts + grid.frame;
+        let end = part.end;
+        part.video.push(sample);
+        // Publish now if the next frame, when it comes, belongs to the next part:
+        // waiting for it would add a frame of latency.
+        if expected_next + half >= end {
+            self.publish_part(None)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a segment at keyframe `key`; `audio` arrived after the previous
+    /// segment's last part and opens this segment's first part.
+    fn open_segment(&mut self, slot: i64, key: &Sample, audio: Vec<Sample>) {
+        let msn = match self.last_msn {
+            Some(m) => m.next(),
+            None => Msn(u64::try_from(slot).unwrap_or(0)),
+        };
+        self.last_msn = Some(msn);
+        let anchor = *self.anchor.get_or_insert((key.pts, key.arrival));
+        let pdt = anchor.1.offset(key.pts - anchor.0);
+        let announce = OpenSegment {
+            msn,
+            start: key.dts,
+            program_date_time: pdt,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            parts: Vec::new(),
+        };
+        if self.next_seq.is_none() {
+            // Deterministic first part number: the part grid cell of the first
+            // segment's start, so gateways that join a source at the same
+            // keyframe agree on part URIs.
+            let part = self.grid.map_or(1, |g| g.part.0.max(1));
+            self.next_seq = Some(PartSeq(u64::try_from(key.dts.0 / part).unwrap_or(0)));
+        }
+        self.segment = Some(SegmentState {
+            slot,
+            start: key.dts,
+            published: MediaTime::ZERO,
+            part: (!audio.is_empty()).then(|| OpenPart {
+                audio,
+                ..OpenPart::empty(PartIndex(0))
+            }),
+            next_index: 0,
+            announce: Some(announce),
+        });
+    }
+
+    /// Publishes the open part. `next_dts` is the decode time of the frame after
+    /// it when known; otherwise its last frame gets the nominal frame duration.
+    fn publish_part(&mut self, next_dts: Option<MediaTime>) -> Result<(), SegmenterError> {
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(());
+        };
+        let Some(part) = seg.part.take() else {
+            return Ok(());
+        };
+        let Some(first) = part.video.first() else {
+            // Audio only: keep it for the next part.
+            seg.part = Some(part);
+            return Ok(());
+        };
+        let frame = self.grid.map_or(MediaTime::from_millis(33), |g| g.frame);
+        let base = u64::try_from(first.dts.0).unwrap_or(0);
+        let independent = first.keyframe;
+        let mut video = Vec::with_capacity(part.video.len());
+        let mut duration = MediaTime::ZERO;
+        for (i, s) in part.video.iter().enumerate() {
+            let next = part.video.get(i + 1).map(|n| n.dts).or(next_dts);
+            let d = next.map_or(frame, |n| n - s.dts);
+            duration = duration + d;
+            video.push(FragmentSample {
+                duration: u32::try_from(d.0).unwrap_or(0),
+                composition_offset: i32::try_from((s.pts - s.dts).0).unwrap_or(0),
+                keyframe: s.keyframe,
+                data: s.data.clone(),
+            });
+        }
+        let mut runs = vec![TrackRun {
+            track_id: VIDEO_TRACK_ID,
+            base_decode_time: base,
+            samples: video,
+        }];
+        if let Some(run) = self.audio_run(&part.audio) {
+            runs.push(run);
+        }
+        let seq = self.next_seq.unwrap_or(PartSeq(0));
+        self.next_seq = Some(seq.next());
+        // mfhd sequence numbers only need to increase; they wrap at 2^32.
+        let mfhd = u32::try_from(seq.0 % (1 << 32)).unwrap_or(0);
+        let data = cmaf::fragment(mfhd, &runs)?;
+        let Some(seg) = self.segment.as_mut() else {
+            return Ok(());
+        };
+        seg.next_index += 1;
+        seg.published = seg.published + duration;
+        let open = seg.announce.take();
+        self.out.push_back(Output::Part {
+            open,
+            part: Part {
+                seq,
+                index: part.index,
+                duration,
+                independent,
+                data,
+            },
+        });
+        Ok(())
+    }
+
+    /// Lays audio samples on a continuous clock in the audio timescale, so that
+    /// AAC frames are exactly 1024 ticks apart unless the source really jumps.
+    fn audio_run(&mut self, samples: &[Sample]) -> Option<TrackRun> {
+        let rate = self.audio.as_ref()?.timescale();
+        let first = samples.first()?;
+        let measured = first.dts.to_timescale(rate);
+        let start = match self.audio_clock {
+            Some(expected) if (measured - expected).abs() < AAC_FRAME / 2 => expected,
+            _ => measured,
+        };
+        // Within one run the frames are laid back to back; a real jump is
+        // absorbed at the next run, which resyncs to the measured time.
+        let clock = start + AAC_FRAME * i64::try_from(samples.len()).ok()?;
+        let mut out = Vec::with_capacity(samples.len());
+        for s in samples {
+            out.push(FragmentSample {
+                duration: AAC_FRAME as u32,
+                composition_offset: 0,
+                keyframe: true,
+                data: s.data.clone(),
+            });
+        }
+        self.audio_clock = Some(clock);
+        Some(TrackRun {
+            track_id: AUDIO_TRACK_ID,
+            base_decode_time: u64::try_from(start).ok()?,
+            samples: out,
+        })
+    }
+
+    /// Closes the open segment; returns audio that no part carried yet.
+    fn finish_segment(&mut self) -> Vec<Sample> {
+        if let Err(e) = self.publish_part(None) {
+            self.out.push_back(Output::Warning(format!("last part: {e}")));
+        }
+        let Some(seg) = self.segment.take() else {
+            return Vec::new();
+        };
+        if seg.announce.is_none() {
+            self.out.push_back(Output::SegmentEnd {
+                duration: seg.published,
+            });
+        }
+        seg.part.map(|p| p.audio).unwrap_or_default()
+    }
+}

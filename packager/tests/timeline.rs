@@ -1,0 +1,337 @@
+//! The part/segment timeline, driven by synthetic sources on virtual media time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+use bytes::Bytes;
+use packager::rendition::{OpenSegment, Part, PlaylistParams};
+use packager::sample::{Codec, Sample, TrackKind};
+use packager::segmenter::{Output, Segmenter, SegmenterConfig};
+use packager::units::{MediaTime, Msn, PartIndex, WallTime};
+use proptest::prelude::*;
+
+/// A Baseline-profile avcC with a 320x240 SPS, as h264parse would deliver it.
+fn avcc() -> Bytes {
+    let sps: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x0d, 0xd9, 0x01, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+        0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x20,
+    ];
+    let pps: &[u8] = &[0x68, 0xcb, 0x83, 0xcb, 0x20];
+    let mut v = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    v.extend_from_slice(&u16::try_from(sps.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(sps);
+    v.push(1);
+    v.extend_from_slice(&u16::try_from(pps.len()).unwrap().to_be_bytes());
+    v.extend_from_slice(pps);
+    v.into()
+}
+
+fn video_codec() -> Codec {
+    Codec::H264 {
+        avcc: avcc(),
+        width: 320,
+        height: 240,
+    }
+}
+
+fn audio_codec() -> Codec {
+    Codec::Aac {
+        audio_specific_config: Bytes::from_static(&[0x11, 0x90]),
+        sample_rate: 48_000,
+        channels: 2,
+    }
+}
+
+/// A live source: video at `frame` ticks per frame with a keyframe every `gop`
+/// frames, AAC at 48 kHz interleaved by decode time, arriving in real time.
+struct Source {
+    frame: i64,
+    gop: u64,
+    audio: bool,
+    next_video: u64,
+    next_audio: u64,
+    origin: i64,
+}
+
+const AAC_TICKS_90K: f64 = 1024.0 * 90_000.0 / 48_000.0;
+
+impl Source {
+    fn new(frame: i64, gop: u64, origin: i64) -> Self {
+        Self {
+            frame,
+            gop,
+            audio: true,
+            next_video: 0,
+            next_audio: 0,
+            origin,
+        }
+    }
+
+    fn next(&mut self) -> Sample {
+        let vt = self.origin + self.frame * i64::try_from(self.next_video).unwrap();
+        let at = self.origin + (AAC_TICKS_90K * self.next_audio as f64).round() as i64;
+        let (track, t, keyframe) = if self.audio && at < vt {
+            self.next_audio += 1;
+            (TrackKind::Audio, at, true)
+        } else {
+            let key = self.next_video.is_multiple_of(self.gop);
+            self.next_video += 1;
+            (TrackKind::Video, vt, key)
+        };
+        Sample {
+            track,
+            dts: MediaTime(t),
+            pts: MediaTime(t),
+            keyframe,
+            data: Bytes::from(vec![0u8; 100]),
+            // Arrival in step with media time, from an arbitrary epoch.
+            arrival: WallTime(1_795_000_000_000_000 + MediaTime(t - self.origin).as_micros()),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Timeline {
+    params: Option<PlaylistParams>,
+    /// (segment, its parts, its duration if complete)
+    segments: Vec<(OpenSegment, Vec<Part>, Option<MediaTime>)>,
+    warnings: Vec<String>,
+    /// How many samples had been pushed when each part came out.
+    part_pushed_at: Vec<usize>,
+}
+
+fn run(cfg: SegmenterConfig, source: &mut Source, samples: usize) -> Timeline {
+    let mut seg = Segmenter::new(cfg);
+    seg.push_codec(video_codec()).unwrap();
+    seg.push_codec(audio_codec()).unwrap();
+    let mut tl = Timeline::default();
+    for i in 1..=samples {
+        seg.push_sample(source.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    tl
+}
+
+fn drain(seg: &mut Segmenter, tl: &mut Timeline, pushed: usize) {
+    while let Some(out) = seg.poll_output() {
+        match out {
+            Output::Start { params, init } => {
+                assert!(!init.is_empty());
+                tl.params = Some(params);
+            }
+            Output::Init(_) => {}
+            Output::Part { open, part } => {
+                if let Some(o) = open {
+                    tl.segments.push((o, Vec::new(), None));
+                }
+                tl.part_pushed_at.push(pushed);
+                tl.segments.last_mut().expect("part before segment").1.push(part);
+            }
+            Output::SegmentEnd { duration } => {
+                tl.segments.last_mut().expect("end before segment").2 = Some(duration);
+            }
+            Output::Warning(w) => tl.warnings.push(w),
+        }
+    }
+}
+
+/// Invariants of rfc8216bis that hold for every timeline.
+fn check(tl: &Timeline) {
+    let params = tl.params.expect("timeline started");
+    let pt = params.part_target;
+    let mut last_seq = None;
+    for (i, (open, parts, duration)) in tl.segments.iter().enumerate() {
+        if i > 0 {
+            // MSNs count up by one.
+            assert_eq!(open.msn, tl.segments[i - 1].0.msn.next());
+        }
+        assert!(parts[0].independent, "segment {} starts without a keyframe", open.msn);
+        for (j, p) in parts.iter().enumerate() {
+            assert_eq!(p.index, PartIndex(u32::try_from(j).unwrap()));
+            // rfc8216bis §4.4.4.9: part durations ≤ PART-TARGET …
+            assert!(p.duration <= pt, "part {:?} {:?} > {:?}", p.seq, p.duration, pt);
+            // … and, but for a segment's last part, ≥ 85 % of it.
+            if j + 1 < parts.len() {
+                assert!(p.duration.0 * 100 >= pt.0 * 85, "short part {:?}", p.seq);
+            }
+            if let Some(prev) = last_seq {
+                assert_eq!(p.seq, packager::units::PartSeq(prev + 1), "part numbers are consecutive");
+            }
+            last_seq = Some(p.seq.0);
+        }
+        if let Some(d) = duration {
+            let sum = parts.iter().fold(MediaTime::ZERO, |a, p| a + p.duration);
+            assert_eq!(*d, sum, "EXTINF is the sum of the parts");
+            // rfc8216bis §4.4.3.1: EXTINF rounded to the nearest integer ≤ TARGETDURATION.
+            let rounded = (d.0 + 45_000) / 90_000;
+            assert!(rounded <= i64::from(params.target_duration_secs), "segment {} too long: {d:?}", open.msn);
+        }
+    }
+}
+
+fn cfg(seg_ms: i64, part_ms: i64) -> SegmenterConfig {
+    SegmenterConfig {
+        segment_duration: MediaTime::from_millis(seg_ms),
+        part_target: MediaTime::from_millis(part_ms),
+    }
+}
+
+#[test]
+fn regular_gop_gives_full_parts_and_grid_msns() {
+    // 30 fps, keyframe every second, starting at 100 s of media time.
+    let mut src = Source::new(3000, 30, 9_000_000);
+    let tl = run(cfg(2000, 200), &mut src, 30 * 12 * 2);
+    check(&tl);
+    let params = tl.params.unwrap();
+    assert_eq!(params.part_target, MediaTime::from_millis(200));
+    assert_eq!(params.target_duration_secs, 2);
+    // The first segment is the grid slot of its start: 100 s / 2 s.
+    assert_eq!(tl.segments[0].0.msn, Msn(50));
+    for (_, parts, d) in tl.segments.iter().filter(|s| s.2.is_some()) {
+        assert_eq!(parts.len(), 10);
+        assert_eq!(*d, Some(MediaTime::from_millis(2000)));
+    }
+}
+
+#[test]
+fn parts_are_published_with_their_last_frame() {
+    let mut src = Source::new(3000, 30, 0);
+    src.audio = false;
+    let tl = run(cfg(2000, 200), &mut src, 300);
+    check(&tl);
+    // Without audio every sample is a frame: part k (6 frames) is out as soon as
+    // frame 6k+6 — which includes the held probe for the first second.
+    let steady: Vec<usize> = tl.part_pushed_at.iter().copied().filter(|n| *n > 31).collect();
+    for w in steady.windows(2) {
+        assert_eq!(w[1] - w[0], 6, "a part per 6 frames, published on its last frame");
+        assert_eq!(w[1] % 6, 0);
+    }
+}
+
+#[test]
+fn ntsc_rates_declare_a_whole_number_of_frames() {
+    let mut src = Source::new(3003, 30, 0);
+    let tl = run(cfg(2000, 200), &mut src, 1200);
+    check(&tl);
+    assert_eq!(tl.params.unwrap().part_target, MediaTime(6 * 3003));
+}
+
+#[test]
+fn gop_not_dividing_the_grid_raises_target_duration() {
+    // 1.5 s GOP on a 2 s grid: segments of 1.5 s and 3 s.
+    let mut src = Source::new(3000, 45, 0);
+    let tl = run(cfg(2000, 200), &mut src, 2400);
+    check(&tl);
+    assert_eq!(tl.params.unwrap().target_duration_secs, 4);
+}
+
+#[test]
+fn long_gop_is_followed_and_reported() {
+    let mut src = Source::new(3000, 120, 0);
+    let tl = run(cfg(2000, 200), &mut src, 3000);
+    check(&tl);
+    assert_eq!(tl.params.unwrap().target_duration_secs, 4);
+    assert!(tl.warnings.iter().any(|w| w.contains("keyframe interval")));
+}
+
+#[test]
+fn timestamps_near_the_33_bit_wrap_are_plain_numbers() {
+    // Unwrapped media time just past 2^33 ticks.
+    let mut src = Source::new(3000, 30, (1 << 33) - 90_000);
+    let tl = run(cfg(2000, 200), &mut src, 1000);
+    check(&tl);
+}
+
+#[test]
+fn reconnect_continues_numbering_with_a_discontinuity() {
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    seg.push_codec(audio_codec()).unwrap();
+    let mut tl = Timeline::default();
+    let mut src = Source::new(3000, 30, 50_000_000);
+    for i in 0..600 {
+        seg.push_sample(src.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    let before = tl.segments.len();
+    let last_msn = tl.segments[before - 1].0.msn;
+    // A new publisher: timestamps restart far lower.
+    seg.push_discontinuity();
+    let mut src = Source::new(3000, 30, 90_000);
+    for i in 0..600 {
+        seg.push_sample(src.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    check(&tl);
+    let (first_new, _, _) = &tl.segments[before];
+    assert_eq!(first_new.msn, last_msn.next());
+    assert!(first_new.discontinuity);
+    assert!(tl.segments[before + 1..].iter().all(|s| !s.0.discontinuity));
+    assert!(tl.segments[before - 1].2.is_some(), "the old segment was closed");
+}
+
+#[test]
+fn timestamp_jump_without_notice_is_a_discontinuity() {
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    let mut tl = Timeline::default();
+    let mut src = Source::new(3000, 30, 0);
+    src.audio = false;
+    for i in 0..200 {
+        seg.push_sample(src.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    src.origin += 90_000 * 60; // the encoder's clock leaps a minute
+    for i in 0..200 {
+        seg.push_sample(src.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    check(&tl);
+    assert!(tl.segments.iter().any(|s| s.0.discontinuity));
+}
+
+#[test]
+fn audio_is_carried_and_nothing_before_the_first_keyframe() {
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    seg.push_codec(audio_codec()).unwrap();
+    // A sample for an undeclared track is refused, not guessed.
+    let mut fresh = Segmenter::new(cfg(2000, 200));
+    assert!(fresh.push_sample(Source::new(3000, 30, 0).next()).is_err());
+    let mut tl = Timeline::default();
+    let mut src = Source::new(3000, 30, 0);
+    src.next_video = 10; // join mid-GOP: the first frames are not decodable
+    for i in 0..900 {
+        seg.push_sample(src.next()).unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    seg.finish();
+    drain(&mut seg, &mut tl, 900);
+    check(&tl);
+    assert!(tl.segments.iter().all(|s| s.2.is_some()), "finish closes the last segment");
+    let first_pdt = tl.segments[0].0.program_date_time;
+    let second_pdt = tl.segments[1].0.program_date_time;
+    let span = tl.segments[0].2.unwrap();
+    assert_eq!(second_pdt.0 - first_pdt.0, span.as_micros(), "PDT follows media time");
+    let bytes: usize = tl.segments.iter().flat_map(|s| &s.1).map(|p| p.data.len()).sum();
+    assert!(bytes > 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn invariants_hold_for_any_regular_source(
+        frame in prop::sample::select(vec![1500i64, 1800, 3000, 3003, 3600, 3750]),
+        gop_secs_x4 in 1u64..=12,
+        seg_ms in prop::sample::select(vec![1000i64, 2000, 3000, 4000]),
+        part_ms in 100i64..=500,
+        origin in 0i64..(1 << 34),
+        audio in any::<bool>(),
+    ) {
+        let fps = 90_000 / frame;
+        let gop = (u64::try_from(fps).unwrap() * gop_secs_x4 / 4).max(1);
+        prop_assume!(part_ms * 2 <= seg_ms);
+        let mut src = Source::new(frame, gop, origin);
+        src.audio = audio;
+        let tl = run(cfg(seg_ms, part_ms), &mut src, 2000);
+        check(&tl);
+    }
+}

@@ -1,0 +1,528 @@
+// Shared harness for the end-to-end tests: start the gateway and an ffmpeg SRT publisher, drive
+// headless Chromium through playwright-core, and always clean up (even when a test fails or the
+// gateway never becomes ready).
+//
+// Environment:
+//   DROPLINE_BIN        gateway binary (default: target/debug/dropline)
+//   DROPLINE_CHROMIUM   browser executable (default: /usr/bin/chromium)
+//   DROPLINE_E2E_KEEP   set to 1 to keep temp dirs (browser profile, logs) for inspection
+
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const webRoot = path.join(repoRoot, 'web');
+
+const READY_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 5_000;
+const TAIL_LINES = 40;
+
+// playwright-core is installed in web/node_modules (by `make deps` / `npm ci`), not at the repo root.
+const requireFromWeb = createRequire(path.join(webRoot, 'package.json'));
+
+// ---------------------------------------------------------------------------------------------
+// Child-process bookkeeping: everything we spawn is killed when this process exits, however it
+// exits, so a failing test never leaves a gateway or ffmpeg running.
+
+const children = new Set();
+const tempDirs = new Set();
+
+function killAllSync() {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+  children.clear();
+  if (!process.env.DROPLINE_E2E_KEEP) {
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+    tempDirs.clear();
+  }
+}
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => {
+    killAllSync();
+    process.exit(130);
+  });
+}
+
+const browsers = new Set();
+
+/**
+ * Last-resort cleanup for `after()` hooks: closes every browser and kills every child still
+ * running, so a test that timed out cannot keep the test file's process alive.
+ */
+export async function shutdownAll() {
+  await Promise.all([...browsers].map((b) => b.close().catch(() => {})));
+  browsers.clear();
+  killAllSync();
+}
+
+export function makeTempDir(prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `dropline-${prefix}-`));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  if (process.env.DROPLINE_E2E_KEEP) return;
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Keeps the last `max` lines of a stream, and optionally tees everything to a log file. */
+class Tail {
+  constructor(max = TAIL_LINES, logFile = null) {
+    this.max = max;
+    this.lines = [];
+    this.log = logFile ? createWriteStream(logFile) : null;
+    this.logFile = logFile;
+  }
+  push(line) {
+    this.lines.push(line);
+    if (this.lines.length > this.max) this.lines.shift();
+    if (this.log) this.log.write(`${line}\n`);
+  }
+  text() {
+    return this.lines.map((l) => `    | ${l}`).join('\n');
+  }
+  close() {
+    if (this.log) this.log.end();
+  }
+}
+
+function exited(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function stopChild(child, name) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) {
+    children.delete(child);
+    return;
+  }
+  child.kill('SIGTERM');
+  const done = await Promise.race([exited(child).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+  if (!done) {
+    console.error(`${name} did not exit within ${STOP_GRACE_MS} ms of SIGTERM; sending SIGKILL`);
+    child.kill('SIGKILL');
+    await exited(child);
+  }
+  children.delete(child);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway
+
+/**
+ * Parses `dropline ready srt=IP:PORT http=IP:PORT [NAME=ADDR ...]` into { srt, http, ... }.
+ * Returns null for any other line.
+ */
+export function parseReadyLine(line) {
+  const m = /^dropline ready(?:\s+(.*))?$/.exec(line.trim());
+  if (!m) return null;
+  const addrs = {};
+  for (const pair of (m[1] || '').split(/\s+/).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq > 0) addrs[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return addrs;
+}
+
+/** "0.0.0.0:8080" / "[::]:8080" -> an address a local client can connect to. */
+export function connectableAddr(addr) {
+  const m = /^(.*):(\d+)$/.exec(addr);
+  if (!m) throw new Error(`not an IP:PORT address: ${addr}`);
+  let host = m[1];
+  if (host === '0.0.0.0') host = '127.0.0.1';
+  if (host === '[::]') host = '[::1]';
+  return { host: host.replace(/^\[|\]$/g, ''), port: Number(m[2]), hostPort: `${host}:${m[2]}` };
+}
+
+export function gatewayBinary() {
+  const bin = process.env.DROPLINE_BIN || path.join(repoRoot, 'target', 'debug', 'dropline');
+  return path.isAbsolute(bin) ? bin : path.resolve(repoRoot, bin);
+}
+
+/**
+ * Starts `dropline serve` on loopback ports chosen by the OS and resolves once it prints its ready
+ * line. Rejects (after killing the process) if it exits first or is not ready within `timeoutMs`.
+ *
+ * @returns {Promise<{proc, addrs, srt, http, httpUrl, stderr: Tail, logFile, stop: () => Promise<void>}>}
+ */
+export async function startGateway({ extraArgs = [], timeoutMs = READY_TIMEOUT_MS, env = {} } = {}) {
+  const bin = gatewayBinary();
+  if (!existsSync(bin)) {
+    throw new Error(`gateway binary not found at ${bin} (run \`make build\` or set DROPLINE_BIN)`);
+  }
+  const args = [
+    'serve',
+    '--srt-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+    '--web-root',
+    webRoot,
+    ...extraArgs,
+  ];
+  const logDir = makeTempDir('gateway');
+  const logFile = path.join(logDir, 'stderr.log');
+  const stderr = new Tail(TAIL_LINES, logFile);
+  const stdout = new Tail(TAIL_LINES);
+
+  const proc = spawn(bin, args, {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { RUST_BACKTRACE: '1', ...process.env, ...env },
+  });
+  children.add(proc);
+  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
+  const lines = readline.createInterface({ input: proc.stdout });
+
+  const describe = () => {
+    tempDirs.delete(logDir); // a failure message points at this log: keep it
+    return (
+      `command: ${bin} ${args.join(' ')}\n  stdout (last lines):\n${stdout.text() || '    | (none)'}\n` +
+      `  stderr (last lines, full log ${logFile}):\n${stderr.text() || '    | (none)'}`
+    );
+  };
+
+  let addrs;
+  try {
+    addrs = await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`gateway printed no "dropline ready" line within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      proc.once('error', (e) => {
+        clearTimeout(timer);
+        reject(new Error(`could not start gateway: ${e.message}`));
+      });
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`gateway exited before it was ready (code ${code}, signal ${signal})`));
+      });
+      lines.on('line', (line) => {
+        stdout.push(line);
+        const parsed = parseReadyLine(line);
+        if (parsed) {
+          clearTimeout(timer);
+          resolve(parsed);
+        }
+      });
+    });
+  } catch (e) {
+    // Give stderr a moment to drain so the tail shows why it died.
+    await Promise.race([exited(proc), sleep(200)]);
+    await stopChild(proc, 'gateway');
+    stderr.close();
+    e.message = `${e.message}\n  ${describe()}`;
+    throw e;
+  }
+  // Keep echoing any later stdout into the tail (the ready line is printed once).
+  lines.on('line', (line) => stdout.push(line));
+
+  for (const key of ['srt', 'http']) {
+    if (!addrs[key]) throw new Error(`ready line has no ${key}= address\n  ${describe()}`);
+  }
+  const http = connectableAddr(addrs.http);
+  const srt = connectableAddr(addrs.srt);
+  let stopped = false;
+  return {
+    proc,
+    addrs,
+    srt,
+    http,
+    httpUrl: `http://${http.hostPort}`,
+    stderr,
+    logFile,
+    describe,
+    /** Throws if the gateway has exited (for polling loops). */
+    check() {
+      if (!stopped && (proc.exitCode !== null || proc.signalCode !== null)) {
+        throw new Error(
+          `gateway exited (code ${proc.exitCode}, signal ${proc.signalCode})\n  ${describe()}`,
+        );
+      }
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await stopChild(proc, 'gateway');
+      stderr.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ffmpeg SRT publisher
+
+/**
+ * Publishes a 640x360@30 test pattern (H.264, 1 s GOP, no B-frames) and a 440 Hz tone (AAC) as
+ * MPEG-TS over SRT with stream id `publish:NAME`. ffmpeg's `latency` option is in microseconds.
+ */
+export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput = [] } = {}) {
+  const url = `srt://${srt.hostPort}?streamid=publish:${name}&latency=${latencyMs * 1000}`;
+  const args = [
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-nostdin',
+    '-re',
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc2=size=640x360:rate=30',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=frequency=440:sample_rate=48000',
+    ...extraInput,
+    '-c:v',
+    'libx264',
+    '-preset',
+    'veryfast',
+    '-tune',
+    'zerolatency',
+    '-g',
+    '30',
+    '-bf',
+    '0',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-b:a',
+    '96k',
+    '-f',
+    'mpegts',
+    url,
+  ];
+  const stderr = new Tail(TAIL_LINES);
+  const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
+  let exitInfo = null;
+  proc.once('exit', (code, signal) => {
+    exitInfo = { code, signal };
+  });
+  proc.once('error', (e) => {
+    exitInfo = { error: e.message };
+  });
+  let stopped = false;
+  const describe = () =>
+    `ffmpeg publisher ${url}: ${exitInfo ? `exited ${JSON.stringify(exitInfo)}` : 'running'}\n` +
+    `${stderr.text() || '    | (no stderr)'}`;
+  return {
+    proc,
+    url,
+    stderr,
+    describe,
+    /** null while running, else how it ended */
+    exitInfo: () => exitInfo,
+    /** Throws if ffmpeg has exited (for polling loops). */
+    check() {
+      if (!stopped && exitInfo) throw new Error(`ffmpeg publisher died: ${describe()}`);
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await stopChild(proc, 'ffmpeg');
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP polling
+
+async function fetchWithTimeout(url, ms = 5_000) {
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), ms);
+  try {
+    return await fetch(url, { signal: ctrl.signal, cache: 'no-store' });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Waits until /api/v1/streams lists `name` and /NAME/index.m3u8 answers 200.
+ * `check()` may throw to abort early (e.g. when the publisher died).
+ */
+export async function waitForStream(httpUrl, name, { timeoutMs = 30_000, check = () => {} } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    check();
+    try {
+      const res = await fetchWithTimeout(`${httpUrl}/api/v1/streams`);
+      if (!res.ok) {
+        last = `GET /api/v1/streams: HTTP ${res.status}`;
+      } else {
+        const body = await res.json();
+        const names = (body.streams || []).map((s) => s.name);
+        if (!names.includes(name)) {
+          last = `GET /api/v1/streams lists ${JSON.stringify(names)}`;
+        } else {
+          const pl = await fetchWithTimeout(`${httpUrl}/${encodeURIComponent(name)}/index.m3u8`);
+          const text = await pl.text();
+          if (pl.ok && text.startsWith('#EXTM3U')) return text;
+          last = `GET /${name}/index.m3u8: HTTP ${pl.status} ${text.slice(0, 200)}`;
+        }
+      }
+    } catch (e) {
+      last = `${e.name}: ${e.message}`;
+    }
+    await sleep(250);
+  }
+  throw new Error(`stream "${name}" not available within ${timeoutMs} ms (last: ${last})`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser
+
+export function chromiumPath() {
+  return process.env.DROPLINE_CHROMIUM || '/usr/bin/chromium';
+}
+
+/**
+ * Launches headless Chromium with a fresh profile. playwright-core refuses `--user-data-dir` in
+ * `args` (it manages the profile itself), so the fresh directory is passed the supported way:
+ * launchPersistentContext(userDataDir, …).
+ *
+ * @returns {Promise<{context, page, console: string[], close: () => Promise<void>}>}
+ */
+export async function launchBrowser({ viewport = { width: 1280, height: 720 } } = {}) {
+  let chromium;
+  try {
+    ({ chromium } = requireFromWeb('playwright-core'));
+  } catch (e) {
+    throw new Error(`playwright-core not installed in web/node_modules (run \`make deps\`): ${e.message}`);
+  }
+  const exe = chromiumPath();
+  if (!existsSync(exe)) throw new Error(`chromium not found at ${exe} (run \`make deps\` or set DROPLINE_CHROMIUM)`);
+  const userDataDir = makeTempDir('chromium');
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: exe,
+    headless: true,
+    viewport,
+    timeout: 60_000,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  const consoleLines = [];
+  const keep = (l) => {
+    consoleLines.push(l);
+    if (consoleLines.length > 200) consoleLines.shift();
+  };
+  page.on('console', (m) => keep(`[console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => keep(`[pageerror] ${e.message}`));
+  page.on('requestfailed', (r) => keep(`[requestfailed] ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  let closed = false;
+  const handle = {
+    context,
+    page,
+    console: consoleLines,
+    async close() {
+      if (closed) return;
+      closed = true;
+      browsers.delete(handle);
+      await context.close().catch(() => {});
+      removeTempDir(userDataDir);
+    },
+  };
+  browsers.add(handle);
+  return handle;
+}
+
+/** window.droplineStats() from the page, or null if the player has not defined it yet. */
+export async function readStats(page, timeoutMs = 10_000) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`page did not answer droplineStats() within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([
+      page.evaluate(() => (window.droplineStats ? window.droplineStats() : null)),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Waits until the page reports playing with currentTime > 0; includes the last stats on timeout. */
+export async function waitForPlaying(page, { timeoutMs = 30_000, check = () => {} } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let stats = null;
+  while (Date.now() < deadline) {
+    check();
+    stats = await readStats(page);
+    if (stats && stats.playing && stats.currentTime > 0) return stats;
+    await sleep(250);
+  }
+  throw new Error(`player not playing within ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
+}
+
+/** Samples droplineStats() every `intervalMs` for `durationMs`. */
+export async function sampleStats(page, { durationMs, intervalMs = 500, check = () => {} }) {
+  const samples = [];
+  const end = Date.now() + durationMs;
+  while (Date.now() < end) {
+    check();
+    const s = await readStats(page);
+    samples.push({ at: Date.now(), ...s });
+    await sleep(intervalMs);
+  }
+  return samples;
+}
+
+/** Nearest-rank percentile of a numeric array (p in 0..100). */
+export function percentile(values, p) {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const rank = Math.min(v.length - 1, Math.max(0, Math.ceil((p / 100) * v.length) - 1));
+  return v[rank];
+}
+
+/** Runs async cleanups in reverse order, never throwing. */
+export class Cleanup {
+  constructor() {
+    this.fns = [];
+  }
+  add(fn) {
+    this.fns.push(fn);
+    return fn;
+  }
+  async run() {
+    while (this.fns.length) {
+      const fn = this.fns.pop();
+      try {
+        await fn();
+      } catch (e) {
+        console.error(`cleanup failed: ${e.message}`);
+      }
+    }
+  }
+}

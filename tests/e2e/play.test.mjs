@@ -1,0 +1,116 @@
+// End to end: ffmpeg publishes H.264/AAC MPEG-TS over SRT, the gateway packages LL-HLS, and
+// headless Chromium plays it with hls.js from the demo page. Asserts the low-latency features are
+// in use (blocking reload, parts), that playback never stalls, and that wall-clock latency
+// (Date.now() − PROGRAM-DATE-TIME of the frame on screen) ends below 2 s.
+
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Cleanup,
+  shutdownAll,
+  launchBrowser,
+  percentile,
+  sampleStats,
+  startGateway,
+  startPublisher,
+  waitForPlaying,
+  waitForStream,
+} from './helpers.mjs';
+
+const STREAM = 'e2e';
+const SAMPLE_FOR_MS = 25_000;
+const SAMPLE_EVERY_MS = 500;
+const MAX_END_LATENCY_MS = 2_000;
+
+// Whatever happens (even a test timeout), leave no gateway, ffmpeg or browser behind.
+after(shutdownAll);
+
+test(
+  'LL-HLS in Chromium: blocking reload, parts, no stall, latency < 2 s',
+  { timeout: 240_000 },
+  async () => {
+    const cleanup = new Cleanup();
+    let gateway;
+    let publisher;
+    let browser;
+    let samples = [];
+    try {
+      gateway = await startGateway();
+      cleanup.add(() => gateway.stop());
+      publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
+      cleanup.add(() => publisher.stop());
+      const check = () => {
+        gateway.check();
+        publisher.check();
+      };
+
+      await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+
+      browser = await launchBrowser();
+      cleanup.add(() => browser.close());
+      const { page } = browser;
+      await page.goto(`${gateway.httpUrl}/?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
+      const first = await waitForPlaying(page, { timeoutMs: 30_000, check });
+      console.log(
+        `playing after ${first.firstPlayingAtMs} ms (hls.js ${first.hlsVersion}, ` +
+          `${first.videoWidth}x${first.videoHeight}, PART-TARGET ${first.partTarget} s, ` +
+          `PART-HOLD-BACK ${first.partHoldBack} s)`,
+      );
+
+      samples = await sampleStats(page, { durationMs: SAMPLE_FOR_MS, intervalMs: SAMPLE_EVERY_MS, check });
+      const last = samples.at(-1);
+      const latencies = samples.map((s) => s.latencyMs).filter((x) => x !== null);
+      const p50 = percentile(latencies, 50);
+      const max = percentile(latencies, 100);
+      const hlsLat = percentile(
+        samples.map((s) => s.hlsLatency).filter((x) => x !== null),
+        50,
+      );
+      console.log(
+        `e2e play: latency end=${last.latencyMs} ms p50=${p50} ms max=${max} ms ` +
+          `hls.latency p50=${hlsLat} s target=${last.targetLatency} s buffer=${last.bufferMs} ms ` +
+          `parts=${last.partCount} canBlockReload=${last.canBlockReload} stalls=${last.stalls} ` +
+          `errors=${last.errorCount} fatal=${last.fatalCount} dropped=${last.droppedFrames}/${last.totalFrames} ` +
+          `samples=${samples.length}`,
+      );
+
+      assert.equal(last.canBlockReload, true, 'media playlist must advertise CAN-BLOCK-RELOAD=YES');
+      assert.ok(last.partCount > 0, `media playlist must list EXT-X-PART (partCount=${last.partCount})`);
+      assert.equal(
+        last.fatalCount,
+        0,
+        `no fatal hls.js errors expected: ${JSON.stringify(last.errors.filter((e) => e.fatal))}`,
+      );
+      assert.equal(
+        last.stalls,
+        0,
+        `no stalls expected after the first 'playing' (hls.js stalled=${last.stalledErrors}, ` +
+          `video waiting=${last.waitingEvents}): ${JSON.stringify(last.stallLog)}; ` +
+          `errors: ${JSON.stringify(last.errors)}`,
+      );
+      assert.ok(samples.every((s) => s.playing), 'player must keep playing for the whole sampling window');
+      assert.ok(last.latencyMs !== null, 'latency needs EXT-X-PROGRAM-DATE-TIME (hls.playingDate was null)');
+      assert.ok(
+        last.latencyMs > 0,
+        `latency ${last.latencyMs} ms: PROGRAM-DATE-TIME lies in the future (gateway and browser share one clock)`,
+      );
+      assert.ok(
+        last.latencyMs < MAX_END_LATENCY_MS,
+        `end latency ${last.latencyMs} ms must be < ${MAX_END_LATENCY_MS} ms (p50 ${p50} ms, max ${max} ms)`,
+      );
+    } catch (e) {
+      if (samples.length) {
+        const brief = samples
+          .filter((_, i) => i % 5 === 0 || i === samples.length - 1)
+          .map((s) => `lat=${s.latencyMs} buf=${s.bufferMs} stalls=${s.stalls} playing=${s.playing}`);
+        console.error(`samples (every 2.5 s):\n  ${brief.join('\n  ')}`);
+      }
+      if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+      if (publisher) console.error(`${publisher.describe()}`);
+      if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+      throw e;
+    } finally {
+      await cleanup.run();
+    }
+  },
+);

@@ -1,0 +1,397 @@
+// dropline demo player: picks a stream, plays it with hls.js in low-latency mode and shows
+// live latency measured against the wall clock (PROGRAM-DATE-TIME).
+//
+// Query parameters:
+//   ?stream=NAME                  play /NAME/index.m3u8 from the page's origin (else the first stream)
+//   ?src=http://host:port/NAME/index.m3u8
+//                                 play this playlist instead; the stream list is read from that origin
+//
+// window.droplineStats() returns a plain object for tests (see `stats()` below).
+
+const HLS_SCRIPT_CANDIDATES = [
+  // Served by the gateway: /vendor/hls.js -> web/node_modules/hls.js/dist/hls.min.js
+  'vendor/hls.js',
+  // Served as plain files (python3 -m http.server in web/, nginx, …)
+  'node_modules/hls.js/dist/hls.min.js',
+];
+const STREAM_POLL_MS = 2000;
+const OVERLAY_MS = 250;
+const MAX_KEPT_ERRORS = 50;
+
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const picker = $('stream');
+const statusEl = $('status');
+const overlay = $('overlay');
+const playlistLink = $('playlist-url');
+
+const params = new URLSearchParams(location.search);
+const srcOverride = params.get('src');
+const apiOrigin = srcOverride ? new URL(srcOverride, location.href).origin : location.origin;
+
+const state = {
+  hls: null,
+  src: null,
+  stream: null,
+  ready: false, // manifest parsed and media playlist loaded
+  firstPlaying: false,
+  stalledErrors: 0, // hls.js BUFFER_STALLED_ERROR after the first 'playing'
+  waitingEvents: 0, // <video> 'waiting' after the first 'playing'
+  stallLog: [], // first MAX_KEPT_ERRORS stalls: {t, kind, currentTime, bufferMs}
+  errors: [], // last MAX_KEPT_ERRORS errors, oldest first
+  errorCount: 0,
+  fatalCount: 0,
+  recoveries: 0,
+  firstPlayingAt: null, // ms since page load
+};
+
+function setStatus(text, cls = '') {
+  statusEl.textContent = text;
+  statusEl.className = cls;
+}
+
+function loadScript(url) {
+  return new Promise((resolve, reject) => {
+    const s = document.createElement('script');
+    s.src = url;
+    s.async = true;
+    s.onload = () => resolve(url);
+    s.onerror = () => {
+      s.remove();
+      reject(new Error(`failed to load ${url}`));
+    };
+    document.head.appendChild(s);
+  });
+}
+
+async function loadHlsJs() {
+  if (window.Hls) return window.Hls;
+  for (const url of HLS_SCRIPT_CANDIDATES) {
+    try {
+      await loadScript(url);
+      if (window.Hls) return window.Hls;
+    } catch {
+      // try the next location
+    }
+  }
+  return null;
+}
+
+// name -> { url, live } from the last /api/v1/streams answer.
+const known = new Map();
+
+function playlistUrl(name) {
+  const entry = known.get(name);
+  if (entry && entry.url) return new URL(entry.url, `${apiOrigin}/`).href;
+  return `${apiOrigin}/${encodeURIComponent(name)}/index.m3u8`;
+}
+
+// GET /api/v1/streams -> {"streams":[{"name":"demo","url":"/demo/index.m3u8","live":true}, …]}
+// (`url` and `live` are optional).
+async function fetchStreams() {
+  const res = await fetch(`${apiOrigin}/api/v1/streams`, { cache: 'no-store' });
+  if (!res.ok) throw new Error(`GET /api/v1/streams: HTTP ${res.status}`);
+  const body = await res.json();
+  known.clear();
+  for (const s of body.streams || []) {
+    if (s && s.name) known.set(s.name, { url: s.url, live: s.live });
+  }
+  return [...known.keys()];
+}
+
+function optionLabel(name) {
+  if (!name) return srcOverride ? '(custom source)' : '(no streams)';
+  return known.get(name)?.live === false ? `${name} (offline)` : name;
+}
+
+function fillPicker(names, selected) {
+  let wanted = names;
+  if ((srcOverride && !names.includes(selected)) || names.length === 0) wanted = ['', ...names];
+  const labels = wanted.map(optionLabel);
+  const current = [...picker.options].map((o) => o.textContent);
+  if (current.join('\n') !== labels.join('\n')) {
+    picker.replaceChildren(
+      ...wanted.map((n, i) => {
+        const o = document.createElement('option');
+        o.value = n;
+        o.textContent = labels[i];
+        return o;
+      }),
+    );
+  }
+  picker.value = selected ?? '';
+}
+
+function recordError(data) {
+  const entry = {
+    t: Math.round(performance.now()),
+    type: data.type,
+    details: data.details,
+    fatal: !!data.fatal,
+  };
+  if (data.response && data.response.code !== undefined) entry.httpStatus = data.response.code;
+  if (data.reason) entry.reason = String(data.reason);
+  if (data.error && data.error.message) entry.message = data.error.message;
+  if (data.frag) entry.frag = { sn: data.frag.sn, url: data.frag.url };
+  if (data.part) entry.part = { index: data.part.index, url: data.part.url };
+  if (data.context && data.context.url) entry.url = data.context.url;
+  state.errors.push(entry);
+  if (state.errors.length > MAX_KEPT_ERRORS) state.errors.shift();
+  state.errorCount += 1;
+  if (entry.fatal) state.fatalCount += 1;
+}
+
+function logStall(kind) {
+  if (state.stallLog.length >= MAX_KEPT_ERRORS) return;
+  state.stallLog.push({
+    t: Math.round(performance.now()),
+    kind,
+    currentTime: roundOrNull(video.currentTime, 3),
+    bufferMs: bufferAheadMs(),
+    seeking: video.seeking,
+  });
+}
+
+function destroyPlayer() {
+  if (state.hls) {
+    state.hls.destroy();
+    state.hls = null;
+  }
+  video.removeAttribute('src');
+  video.load();
+  state.ready = false;
+  state.firstPlaying = false;
+  state.firstPlayingAt = null;
+}
+
+function startPlayback(Hls, src, stream) {
+  destroyPlayer();
+  state.src = src;
+  state.stream = stream;
+  playlistLink.textContent = src;
+  playlistLink.href = src;
+
+  if (!Hls || !Hls.isSupported()) {
+    if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      // Native HLS (Safari): no hls.js statistics, but the page still plays.
+      video.src = src;
+      state.ready = true;
+      video.play().catch(() => {});
+      setStatus('native HLS playback', 'warn');
+      return;
+    }
+    setStatus('this browser supports neither MSE nor native HLS', 'bad');
+    return;
+  }
+
+  const hls = new Hls({
+    lowLatencyMode: true,
+    // No liveSyncDuration/liveSyncDurationCount: hls.js then targets the playlist's PART-HOLD-BACK.
+    backBufferLength: 6,
+    // Let hls.js catch up to the target latency by playing slightly faster (only with > 1 s buffered).
+    maxLiveSyncPlaybackRate: 1.5,
+    enableWorker: true,
+  });
+  state.hls = hls;
+
+  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    video.play().catch(() => {});
+  });
+  hls.on(Hls.Events.LEVEL_LOADED, () => {
+    if (!state.ready) {
+      state.ready = true;
+      setStatus(`loaded ${stream || src}`, 'ok');
+    }
+  });
+  hls.on(Hls.Events.ERROR, (_event, data) => {
+    recordError(data);
+    if (!data.fatal) {
+      if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR && state.firstPlaying) {
+        state.stalledErrors += 1;
+        logStall('hls.js BUFFER_STALLED_ERROR');
+      }
+      return;
+    }
+    setStatus(`fatal ${data.type}: ${data.details}`, 'bad');
+    state.recoveries += 1;
+    const manifestFailed = [
+      Hls.ErrorDetails.MANIFEST_LOAD_ERROR,
+      Hls.ErrorDetails.MANIFEST_LOAD_TIMEOUT,
+      Hls.ErrorDetails.MANIFEST_PARSING_ERROR,
+    ].includes(data.details);
+    if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+      hls.recoverMediaError();
+    } else if (data.type === Hls.ErrorTypes.NETWORK_ERROR && !manifestFailed) {
+      setTimeout(() => state.hls === hls && hls.startLoad(), 1000);
+    } else {
+      setTimeout(() => state.hls === hls && startPlayback(Hls, src, stream), 2000);
+    }
+  });
+
+  hls.loadSource(src);
+  hls.attachMedia(video);
+  setStatus(`connecting to ${stream || src}…`);
+}
+
+video.addEventListener('playing', () => {
+  if (!state.firstPlaying) {
+    state.firstPlaying = true;
+    state.firstPlayingAt = Math.round(performance.now());
+  }
+  setStatus(`playing ${state.stream || state.src}`, 'ok');
+});
+video.addEventListener('waiting', () => {
+  if (state.firstPlaying) {
+    state.waitingEvents += 1;
+    logStall('video waiting');
+    setStatus('buffering…', 'warn');
+  }
+});
+
+function currentDetails() {
+  const hls = state.hls;
+  if (!hls || !hls.levels || hls.levels.length === 0) return null;
+  const idx = hls.currentLevel >= 0 ? hls.currentLevel : 0;
+  const level = hls.levels[idx] || hls.levels[0];
+  return (level && level.details) || null;
+}
+
+function bufferAheadMs() {
+  const t = video.currentTime;
+  const b = video.buffered;
+  for (let i = 0; i < b.length; i += 1) {
+    if (b.start(i) <= t + 0.1 && t <= b.end(i)) return Math.round((b.end(i) - t) * 1000);
+  }
+  return 0;
+}
+
+function roundOrNull(x, digits = 0) {
+  if (x === null || x === undefined || !Number.isFinite(x)) return null;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function stats() {
+  const hls = state.hls;
+  const details = currentDetails();
+  const playingDate = hls ? hls.playingDate : null;
+  const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+  return {
+    ready: state.ready,
+    stream: state.stream,
+    src: state.src,
+    hlsVersion: window.Hls ? window.Hls.version : null,
+    canBlockReload: details ? !!details.canBlockReload : false,
+    canSkipUntil: details ? details.canSkipUntil || 0 : 0,
+    partCount: details && details.partList ? details.partList.length : 0,
+    partTarget: details ? details.partTarget || 0 : 0,
+    partHoldBack: details ? details.partHoldBack || 0 : 0,
+    targetDuration: details ? details.targetduration : 0,
+    // Glass-to-glass-ish: wall clock now minus PROGRAM-DATE-TIME of the frame being shown.
+    latencyMs: playingDate ? Date.now() - playingDate.getTime() : null,
+    // hls.js's own estimate: live edge minus currentTime, in seconds.
+    hlsLatency: hls ? roundOrNull(hls.latency, 3) : null,
+    targetLatency: hls ? roundOrNull(hls.targetLatency, 3) : null,
+    bufferMs: bufferAheadMs(),
+    stalls: state.stalledErrors + state.waitingEvents,
+    stalledErrors: state.stalledErrors,
+    waitingEvents: state.waitingEvents,
+    stallLog: state.stallLog.slice(),
+    playing: state.firstPlaying && !video.paused && !video.ended && video.readyState >= 3,
+    firstPlayingAtMs: state.firstPlayingAt,
+    currentTime: roundOrNull(video.currentTime, 3),
+    playbackRate: video.playbackRate,
+    videoWidth: video.videoWidth,
+    videoHeight: video.videoHeight,
+    droppedFrames: q ? q.droppedVideoFrames : null,
+    totalFrames: q ? q.totalVideoFrames : null,
+    errorCount: state.errorCount,
+    fatalCount: state.fatalCount,
+    recoveries: state.recoveries,
+    errors: state.errors.slice(),
+  };
+}
+window.droplineStats = stats;
+
+function fmtMs(ms) {
+  return ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(2)} s`;
+}
+function fmtS(s) {
+  return s === null || s === undefined ? '—' : `${s.toFixed(2)} s`;
+}
+
+function renderOverlay() {
+  const s = stats();
+  overlay.innerHTML = [
+    `latency      <b>${fmtMs(s.latencyMs)}</b>`,
+    `hls.latency  ${fmtS(s.hlsLatency)} (target ${fmtS(s.targetLatency)})`,
+    `buffer       ${fmtMs(s.bufferMs)}`,
+    `stalls       ${s.stalls}`,
+    `rate         ${s.playbackRate.toFixed(2)}×`,
+    `parts        ${s.partCount} × ${s.partTarget ? s.partTarget.toFixed(3) : '—'} s` +
+      `  ${s.canBlockReload ? 'blocking' : 'polling'}`,
+    `video        ${s.videoWidth}×${s.videoHeight}` +
+      (s.droppedFrames ? `  dropped ${s.droppedFrames}` : ''),
+    `errors       ${s.errorCount}${s.fatalCount ? ` (${s.fatalCount} fatal)` : ''}`,
+  ].join('\n');
+}
+
+async function main() {
+  setInterval(renderOverlay, OVERLAY_MS);
+  renderOverlay();
+
+  const Hls = await loadHlsJs();
+  if (!Hls) setStatus('could not load hls.js', 'bad');
+
+  let names = [];
+  let selected = params.get('stream');
+  if (srcOverride && !selected) {
+    // http://host:port/NAME/index.m3u8 -> NAME, so the picker shows it.
+    const m = /^\/([^/]+)\/index\.m3u8$/.exec(new URL(srcOverride, location.href).pathname);
+    if (m) selected = decodeURIComponent(m[1]);
+  }
+
+  if (srcOverride) {
+    startPlayback(Hls, srcOverride, selected);
+  }
+
+  picker.addEventListener('change', () => {
+    const name = picker.value;
+    if (!name) return;
+    const url = new URL(location.href);
+    url.searchParams.delete('src');
+    url.searchParams.set('stream', name);
+    if (!srcOverride) history.replaceState(null, '', url);
+    selected = name;
+    Object.assign(state, { stalledErrors: 0, waitingEvents: 0, stallLog: [] });
+    startPlayback(Hls, playlistUrl(name), name);
+  });
+
+  // Poll the stream list: streams come and go as publishers connect.
+  for (;;) {
+    try {
+      names = await fetchStreams();
+      if (!srcOverride && !state.src) {
+        const firstLive = names.find((n) => known.get(n).live !== false) ?? names[0];
+        const pick = selected ? (names.includes(selected) ? selected : null) : firstLive;
+        if (pick) {
+          selected = pick;
+          startPlayback(Hls, playlistUrl(pick), pick);
+        } else if (selected) {
+          setStatus(`waiting for stream "${selected}"…`, 'warn');
+        } else {
+          setStatus('no streams yet — publish to srt://HOST:9000?streamid=publish:NAME', 'warn');
+        }
+      }
+      fillPicker(names, srcOverride ? selected : state.stream);
+    } catch (e) {
+      if (!state.src) setStatus(String(e.message || e), 'bad');
+      if (picker.options.length === 1 && picker.options[0].value === '') {
+        picker.options[0].textContent = srcOverride ? '(custom source)' : 'unavailable';
+      }
+    }
+    await new Promise((r) => setTimeout(r, STREAM_POLL_MS));
+  }
+}
+
+main();
