@@ -61,6 +61,7 @@ impl Fixture {
             start: MediaTime::from_millis(i64::try_from(self.msn).unwrap() * 2000),
             program_date_time: WallTime::from_millis(1_795_000_000_000),
             discontinuity: false,
+            init: packager::units::InitId(0),
             parts: Vec::new(),
         });
         self.rendition.push_part(
@@ -141,7 +142,7 @@ async fn playlists_parts_and_headers() {
     let (status, _, body) = f.get("/show/main/seg10.m4s").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "part100part101part102part103");
-    let (status, _, body) = f.get("/show/main/init.mp4").await;
+    let (status, _, body) = f.get("/show/main/init0.mp4").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "INIT"));
 }
 
@@ -154,6 +155,8 @@ async fn unknown_objects_are_404() {
         "/nope/main/playlist.m3u8",
         "/show/other/playlist.m3u8",
         "/show/main/seg9.m4s",
+        "/show/main/init.mp4",
+        "/show/main/init1.mp4",
         "/show/main/seg11.m4s",
         "/show/main/part50.m4s",
         "/show/main/part999.m4s",

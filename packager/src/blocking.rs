@@ -253,6 +253,7 @@ mod tests {
                     start: MediaTime::ZERO,
                     program_date_time: WallTime(0),
                     discontinuity: false,
+                    init: crate::units::InitId(0),
                     parts: Vec::new(),
                 });
                 r.push_part(open, part(seq, i));
@@ -503,6 +504,7 @@ mod tests {
                     start: MediaTime::ZERO,
                     program_date_time: WallTime(0),
                     discontinuity: false,
+                    init: crate::units::InitId(0),
                     parts: Vec::new(),
                 });
                 r.push_part(open, part(seq, i));

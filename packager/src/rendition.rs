@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
+use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
 
 /// One partial segment (`EXT-X-PART`): a CMAF fragment (moof + mdat).
 #[derive(Debug, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub struct Segment {
     pub program_date_time: WallTime,
     /// `EXT-X-DISCONTINUITY` precedes this segment.
     pub discontinuity: bool,
+    /// The init segment (`EXT-X-MAP`) this segment needs.
+    pub init: InitId,
     pub parts: Vec<Arc<Part>>,
     pub data: Bytes,
 }
@@ -42,6 +44,8 @@ pub struct OpenSegment {
     pub start: MediaTime,
     pub program_date_time: WallTime,
     pub discontinuity: bool,
+    /// Set by [`Rendition::push_part`] to the init segment current at the time.
+    pub init: InitId,
     pub parts: Vec<Arc<Part>>,
 }
 
@@ -58,7 +62,9 @@ pub struct PlaylistParams {
 #[derive(Clone, Debug)]
 pub struct RenditionSnapshot {
     pub params: PlaylistParams,
-    pub init: Bytes,
+    /// Init segments still referenced by a listed segment, plus the current
+    /// one (last), oldest first.
+    pub inits: Vec<(InitId, Bytes)>,
     /// `EXT-X-DISCONTINUITY-SEQUENCE` of the first segment in `segments`.
     pub discontinuity_sequence: u64,
     /// Complete segments in the playlist window, oldest first.
@@ -75,6 +81,17 @@ pub struct RenditionSnapshot {
 }
 
 impl RenditionSnapshot {
+    #[must_use]
+    pub fn init(&self, id: InitId) -> Option<&Bytes> {
+        self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
+    }
+
+    /// The init segment new parts use.
+    #[must_use]
+    pub fn current_init(&self) -> InitId {
+        self.inits.last().map_or(InitId(0), |(i, _)| *i)
+    }
+
     /// The MSN that a new part would belong to if it opened no new segment:
     /// the open segment's, or the one after the last complete segment.
     #[must_use]
@@ -143,7 +160,7 @@ impl Rendition {
         Self {
             snapshot: RenditionSnapshot {
                 params,
-                init,
+                inits: vec![(InitId(0), init)],
                 discontinuity_sequence: 0,
                 segments: Vec::new(),
                 open: None,
@@ -161,14 +178,21 @@ impl Rendition {
         &self.snapshot
     }
 
-    /// Replaces the init segment (a new publisher may bring new codec parameters).
+    /// Sets the init segment for segments opened from now on (a new publisher
+    /// may bring new codec parameters); a changed one gets a new [`InitId`].
     pub fn set_init(&mut self, init: Bytes) {
-        self.snapshot.init = init;
+        let inits = &mut self.snapshot.inits;
+        if inits.last().is_some_and(|(_, b)| *b == init) {
+            return;
+        }
+        let id = inits.last().map_or(InitId(0), |(i, _)| InitId(i.0.wrapping_add(1)));
+        inits.push((id, init));
     }
 
     /// Publishes a part; opens its segment first when `open` is given.
     pub fn push_part(&mut self, open: Option<OpenSegment>, part: Part) {
-        if let Some(o) = open {
+        if let Some(mut o) = open {
+            o.init = self.snapshot.current_init();
             self.snapshot.open = Some(o);
         }
         let next = part.seq.next();
@@ -193,6 +217,7 @@ impl Rendition {
             duration,
             program_date_time: open.program_date_time,
             discontinuity: open.discontinuity,
+            init: open.init,
             parts: open.parts,
             data: data.into(),
         }));
@@ -230,6 +255,12 @@ impl Rendition {
             self.retired.pop_front();
         }
         self.snapshot.retired_parts = self.retired.iter().map(|(_, p)| Arc::clone(p)).collect();
+        // Keep the init segments that listed segments still name, and the current one.
+        let oldest = self.snapshot.segments.first().map(|s| s.init);
+        let current = self.snapshot.current_init();
+        self.snapshot
+            .inits
+            .retain(|(id, _)| Some(*id) >= oldest || *id == current);
     }
 }
 
@@ -253,6 +284,7 @@ mod tests {
             start: MediaTime::from_millis(i64::try_from(msn).unwrap() * 1000),
             program_date_time: WallTime::from_millis(0),
             discontinuity,
+            init: InitId(0),
             parts: Vec::new(),
         }
     }
@@ -305,6 +337,25 @@ mod tests {
         // … but not forever.
         assert!(s.part(PartSeq(2)).is_none());
         assert!(s.retired_parts.len() <= 6);
+    }
+
+    #[test]
+    fn new_codec_parameters_get_a_new_init_and_old_ones_expire() {
+        let mut r = rendition(2);
+        segment(&mut r, 0, false);
+        r.set_init(Bytes::from_static(b"init"));
+        assert_eq!(r.snapshot().inits.len(), 1, "same bytes, same init");
+        r.set_init(Bytes::from_static(b"other"));
+        segment(&mut r, 1, true);
+        let s = r.snapshot();
+        assert_eq!(s.segment(Msn(0)).unwrap().init, InitId(0));
+        assert_eq!(s.segment(Msn(1)).unwrap().init, InitId(1));
+        assert_eq!(s.init(InitId(1)).unwrap(), &Bytes::from_static(b"other"));
+        assert!(s.init(InitId(0)).is_some(), "segment 0 still listed");
+        segment(&mut r, 2, false);
+        segment(&mut r, 3, false);
+        assert!(r.snapshot().init(InitId(0)).is_none());
+        assert_eq!(r.snapshot().current_init(), InitId(1));
     }
 
     #[test]

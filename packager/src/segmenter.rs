@@ -22,7 +22,7 @@ use bytes::Bytes;
 use crate::cmaf::{self, CmafError, FragmentSample, TrackRun, TrackSpec};
 use crate::rendition::{OpenSegment, Part, PlaylistParams};
 use crate::sample::{Codec, Sample, TrackKind};
-use crate::units::{MediaTime, Msn, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
+use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
 
 const VIDEO_TRACK_ID: u32 = 1;
 const AUDIO_TRACK_ID: u32 = 2;
@@ -441,6 +441,7 @@ impl Segmenter {
             start: key.dts,
             program_date_time: pdt,
             discontinuity: std::mem::take(&mut self.discontinuity),
+            init: InitId::default(),
             parts: Vec::new(),
         };
         if self.next_seq.is_none() {

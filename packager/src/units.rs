@@ -55,6 +55,16 @@ impl fmt::Display for PartSeq {
     }
 }
 
+/// Version of a rendition's init segment; it changes with the codec parameters.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InitId(pub u32);
+
+impl fmt::Display for InitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A point or span on the unwrapped media timeline, in 90 kHz ticks.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MediaTime(pub i64);

@@ -135,11 +135,11 @@ pub(super) async fn rendition_object(
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
             media_playlist(&mut watch, &d).await
         }
-        ObjectName::Init => {
+        ObjectName::Init(id) => {
             let (_, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
-            // The init segment changes when a new publisher brings new codec
-            // parameters, so it is not cached for long.
-            Ok(media_response(r.init.clone(), "max-age=2"))
+            // Versioned by name: new codec parameters get a new URI.
+            let init = r.init(id).ok_or(HlsError::NotFound)?;
+            Ok(media_response(init.clone(), IMMUTABLE))
         }
         ObjectName::Segment(msn) => {
             let (_, r) = rendition(&mut watch, Instant::now()).await?;

@@ -76,10 +76,9 @@ impl Hub {
             .streams
             .lock()
             .map_err(|_| PublishError::Closed(name.to_owned()))?;
-        if let Some(e) = streams.get(name) {
-            if e.control.is_closed() {
-                streams.remove(name);
-            }
+        // A stream whose task has exited is started anew.
+        if streams.get(name).is_some_and(|e| e.control.is_closed()) {
+            streams.remove(name);
         }
         let entry = streams.entry(name.to_owned()).or_insert_with(|| {
             let (control, publishing) = task::spawn(name, self.settings.clone(), self.clone());
@@ -108,13 +107,12 @@ impl Hub {
 
     /// Called by a stream task as it exits.
     pub(super) fn forget(&self, name: &str, publishing: &Arc<AtomicBool>) {
-        if let Ok(mut streams) = self.streams.lock() {
-            if streams
+        if let Ok(mut streams) = self.streams.lock()
+            && streams
                 .get(name)
                 .is_some_and(|e| Arc::ptr_eq(&e.publishing, publishing))
-            {
-                streams.remove(name);
-            }
+        {
+            streams.remove(name);
         }
     }
 }

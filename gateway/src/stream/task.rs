@@ -121,11 +121,11 @@ impl StreamTask {
                 },
                 data = recv_opt(&mut self.publisher) => match data {
                     Some(datagram) => {
-                        if let Some(d) = &self.demuxer {
-                            if let Err(e) = d.push(datagram) {
-                                warn!("demuxer refused input: {e}");
-                                self.detach();
-                            }
+                        if let Some(d) = &self.demuxer
+                            && let Err(e) = d.push(datagram)
+                        {
+                            warn!("demuxer refused input: {e}");
+                            self.detach();
                         }
                     }
                     None => {

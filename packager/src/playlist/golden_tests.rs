@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::playlist::{MediaRenderOptions, Variant, render_media_playlist, render_multivariant};
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot, Segment};
-use crate::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
+use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
 
 /// 2026-11-26T07:00:00.000Z
 const T0_MS: i64 = 1_795_676_400_000;
@@ -24,6 +24,7 @@ const CASES: &[&str] = &[
     "ended.m3u8",
     "part_window.m3u8",
     "delta_capable.m3u8",
+    "new_codec_after_reconnect.m3u8",
     "multivariant.m3u8",
 ];
 
@@ -62,6 +63,7 @@ struct Builder {
     wall: WallTime,
     segments: Vec<Arc<Segment>>,
     open: Option<OpenSegment>,
+    init: InitId,
 }
 
 impl Builder {
@@ -77,7 +79,14 @@ impl Builder {
             wall: WallTime::from_millis(T0_MS),
             segments: Vec::new(),
             open: None,
+            init: InitId(0),
         }
+    }
+
+    /// Segments from now on use a new init segment (new codec parameters).
+    fn new_init(&mut self) -> &mut Self {
+        self.init = InitId(self.init.0 + 1);
+        self
     }
 
     /// Wall clock moves on without media (an encoder reconnect before a
@@ -114,6 +123,7 @@ impl Builder {
             duration,
             program_date_time: self.wall,
             discontinuity,
+            init: self.init,
             parts,
             data: Bytes::new(),
         }));
@@ -130,6 +140,7 @@ impl Builder {
             start: self.media,
             program_date_time: self.wall,
             discontinuity,
+            init: self.init,
             parts,
         });
         self
@@ -138,7 +149,7 @@ impl Builder {
     fn live(&self, discontinuity_sequence: u64) -> RenditionSnapshot {
         RenditionSnapshot {
             params: self.params,
-            init: Bytes::new(),
+            inits: (0..=self.init.0).map(|i| (InitId(i), Bytes::new())).collect(),
             discontinuity_sequence,
             segments: self.segments.clone(),
             open: self.open.clone(),
@@ -216,6 +227,21 @@ fn discontinuity_sequence() {
         .open(&[HALF, HALF, HALF], true)
         .live(3);
     check("discontinuity_sequence.m3u8", &render(&s));
+}
+
+#[test]
+fn new_codec_after_reconnect() {
+    // The publisher came back with other codec parameters: the discontinuity
+    // carries a new EXT-X-MAP, before the segment's first part.
+    let s = Builder::new(2, MediaTime(HALF), 30, 120)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .gap_ms(500)
+        .new_init()
+        .segment(&FULL, true)
+        .open(&[HALF], false)
+        .live(0);
+    check("new_codec_after_reconnect.m3u8", &render(&s));
 }
 
 #[test]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::playlist::names::INIT_NAME;
+use crate::playlist::names::ObjectName;
 use crate::playlist::tag::discontinuity::{Discontinuity, DiscontinuitySequence};
 use crate::playlist::tag::extinf::ExtInf;
 use crate::playlist::tag::map::Map;
@@ -297,7 +297,13 @@ impl fmt::Display for MediaPlaylist<'_> {
         if s.discontinuity_sequence > 0 || self.lists_discontinuity() {
             writeln!(f, "{}", DiscontinuitySequence(s.discontinuity_sequence))?;
         }
-        writeln!(f, "{}", Map { uri: INIT_NAME })?;
+        let mut init = s
+            .segments
+            .first()
+            .map(|seg| seg.init)
+            .or_else(|| self.open().map(|o| o.init))
+            .unwrap_or_else(|| s.current_init());
+        writeln!(f, "{}", Map { uri: &ObjectName::Init(init).to_string() })?;
 
         let parts_from = self.part_window_start();
         let mut first = true;
@@ -306,6 +312,12 @@ impl fmt::Display for MediaPlaylist<'_> {
                 writeln!(f, "{Discontinuity}")?;
             }
             first = false;
+            // rfc8216bis §4.4.4.5: EXT-X-MAP applies "until the next EXT-X-MAP
+            // tag"; a new one follows the discontinuity that brought new codecs.
+            if seg.init != init {
+                init = seg.init;
+                writeln!(f, "{}", Map { uri: &ObjectName::Init(init).to_string() })?;
+            }
             // rfc8216bis §4.4.4.9: "When the Media Segment Tags (Section 4.4.4)
             // EXT-X-DISCONTINUITY, EXT-X-KEY, EXT-X-MAP, or EXT-X-PROGRAM-DATE-TIME
             // are applied to a Parent Segment, they also necessarily apply to the
@@ -323,6 +335,9 @@ impl fmt::Display for MediaPlaylist<'_> {
         if let Some(open) = self.open() {
             if open.discontinuity && !first {
                 writeln!(f, "{Discontinuity}")?;
+            }
+            if open.init != init {
+                writeln!(f, "{}", Map { uri: &ObjectName::Init(open.init).to_string() })?;
             }
             writeln!(f, "{}", ProgramDateTime(open.program_date_time))?;
             for part in &open.parts {
@@ -377,6 +392,7 @@ mod tests {
             duration: sum_durations(&parts),
             program_date_time: WallTime::from_millis(0),
             discontinuity,
+            init: crate::units::InitId(0),
             parts,
             data: Bytes::new(),
         })
@@ -385,7 +401,7 @@ mod tests {
     fn snapshot(segments: Vec<Arc<Segment>>, open: Option<OpenSegment>) -> RenditionSnapshot {
         RenditionSnapshot {
             params: params(),
-            init: Bytes::new(),
+            inits: vec![(crate::units::InitId(0), Bytes::new())],
             discontinuity_sequence: 0,
             segments,
             open,
@@ -492,6 +508,7 @@ mod tests {
             start: MediaTime::ZERO,
             program_date_time: WallTime(0),
             discontinuity: true,
+            init: crate::units::InitId(0),
             parts: vec![part(36, 0, 500)],
         };
         let mut s = snapshot(Vec::new(), Some(open));
@@ -512,6 +529,7 @@ mod tests {
             start: MediaTime::ZERO,
             program_date_time: WallTime(0),
             discontinuity: false,
+            init: crate::units::InitId(0),
             parts: vec![part(4, 0, 500)],
         };
         let mut s = snapshot(vec![segment(0, 4, false)], Some(open));
@@ -533,6 +551,7 @@ mod tests {
             start: MediaTime::ZERO,
             program_date_time: WallTime(0),
             discontinuity: false,
+            init: crate::units::InitId(0),
             parts: vec![part(24, 0, 500)],
         };
         let s = snapshot(segments, Some(open));

@@ -22,4 +22,4 @@ mod golden_tests;
 
 pub use media::{MediaOptionsError, MediaRenderOptions, render_media_playlist};
 pub use multivariant::{Variant, VariantError, render_multivariant};
-pub use names::{INIT_NAME, ObjectName, PLAYLIST_NAME, parse_object_name, part_uri, segment_uri};
+pub use names::{ObjectName, PLAYLIST_NAME, parse_object_name, part_uri, segment_uri};

@@ -10,10 +10,13 @@
 
 use std::fmt;
 
-use crate::units::{Msn, PartSeq};
+use crate::units::{InitId, Msn, PartSeq};
 
 /// The media initialization section (`EXT-X-MAP:URI`).
-pub const INIT_NAME: &str = "init.mp4";
+/// Init segments are versioned (`init{n}.mp4`): a new publisher may bring new
+/// codec parameters, and a cached old init must never meet new segments.
+const INIT_PREFIX: &str = "init";
+const INIT_SUFFIX: &str = ".mp4";
 
 /// The media playlist of a rendition.
 pub const PLAYLIST_NAME: &str = "playlist.m3u8";
@@ -42,8 +45,8 @@ pub fn part_uri(seq: PartSeq) -> String {
 /// Every object a rendition serves, by name.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ObjectName {
-    /// [`INIT_NAME`].
-    Init,
+    /// `init{n}.mp4`, the n-th init segment of the rendition.
+    Init(InitId),
     /// `seg{msn}.m4s`.
     Segment(Msn),
     /// `part{seq}.m4s`.
@@ -55,7 +58,7 @@ pub enum ObjectName {
 impl fmt::Display for ObjectName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Init => f.write_str(INIT_NAME),
+            Self::Init(id) => write!(f, "{INIT_PREFIX}{id}{INIT_SUFFIX}"),
             Self::Playlist => f.write_str(PLAYLIST_NAME),
             Self::Segment(msn) => write!(f, "{SEGMENT_PREFIX}{msn}{MEDIA_SUFFIX}"),
             Self::Part(seq) => write!(f, "{PART_PREFIX}{seq}{MEDIA_SUFFIX}"),
@@ -71,10 +74,15 @@ impl fmt::Display for ObjectName {
 /// `Some(o)` returned, `o.to_string()` is the input again.
 #[must_use]
 pub fn parse_object_name(name: &str) -> Option<ObjectName> {
-    match name {
-        INIT_NAME => return Some(ObjectName::Init),
-        PLAYLIST_NAME => return Some(ObjectName::Playlist),
-        _ => {}
+    if name == PLAYLIST_NAME {
+        return Some(ObjectName::Playlist);
+    }
+    if let Some(digits) = name
+        .strip_prefix(INIT_PREFIX)
+        .and_then(|n| n.strip_suffix(INIT_SUFFIX))
+    {
+        let n = canonical_u64(digits)?;
+        return u32::try_from(n).ok().map(|n| ObjectName::Init(InitId(n)));
     }
     let numbered = name.strip_suffix(MEDIA_SUFFIX)?;
     if let Some(digits) = numbered.strip_prefix(SEGMENT_PREFIX) {
@@ -114,7 +122,11 @@ mod tests {
     #[test]
     fn parses_the_names_we_write() {
         let table = [
-            ("init.mp4", Some(ObjectName::Init)),
+            ("init0.mp4", Some(ObjectName::Init(InitId(0)))),
+            ("init12.mp4", Some(ObjectName::Init(InitId(12)))),
+            ("init.mp4", None),
+            ("init01.mp4", None),
+            ("init4294967296.mp4", None),
             ("playlist.m3u8", Some(ObjectName::Playlist)),
             ("seg0.m4s", Some(ObjectName::Segment(Msn(0)))),
             ("seg42.m4s", Some(ObjectName::Segment(Msn(42)))),
@@ -171,13 +183,13 @@ mod tests {
     fn uri_helpers_match_display() {
         assert_eq!(segment_uri(Msn(7)), "seg7.m4s");
         assert_eq!(part_uri(PartSeq(31)), "part31.m4s");
-        assert_eq!(ObjectName::Init.to_string(), INIT_NAME);
+        assert_eq!(ObjectName::Init(InitId(3)).to_string(), "init3.mp4");
         assert_eq!(ObjectName::Playlist.to_string(), PLAYLIST_NAME);
     }
 
     fn any_object() -> impl Strategy<Value = ObjectName> {
         prop_oneof![
-            Just(ObjectName::Init),
+            any::<u32>().prop_map(|n| ObjectName::Init(InitId(n))),
             Just(ObjectName::Playlist),
             any::<u64>().prop_map(|n| ObjectName::Segment(Msn(n))),
             any::<u64>().prop_map(|n| ObjectName::Part(PartSeq(n))),
