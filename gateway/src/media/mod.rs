@@ -34,6 +34,10 @@ pub enum MediaError {
     /// The pipeline no longer accepts data (stopped, errored, or after `finish`).
     #[error("the pipeline does not accept data")]
     Push(#[source] gst::FlowError),
+    /// The input ended without a program with an elementary stream (not
+    /// MPEG-TS, or no PAT/PMT).
+    #[error("the input contained no MPEG-TS program")]
+    NoProgram,
     /// An element posted an error: the pipeline has stopped producing data.
     #[error("{element}: {message}")]
     Pipeline {

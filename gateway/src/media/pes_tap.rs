@@ -8,29 +8,37 @@
 //! encoder's own timeline, so we put it back:
 //!
 //! 1. [`PesTap`] reads the bytes *before* they enter the pipeline and records,
-//!    per PID, each PES payload's length, a hash of it and its 33-bit PTS/DTS.
+//!    per PID, each PES payload's length, a hash of its first bytes and its
+//!    33-bit PTS.
 //! 2. A pad probe on `tsdemux`'s source pads hashes each output buffer (one PES
-//!    payload) and looks it up; the first hit anchors a [`TimeMap`]: from then on
-//!    every `tsdemux` timestamp is shifted by the same amount, so the anchored
-//!    PES gets its original PTS back and the timeline continues unwrapped across
-//!    the 2^33 wrap (which `tsdemux` already handles).
+//!    payload) and looks it up; the first hit anchors that track's
+//!    [`Timeline`] offset, so the PES gets its original PTS back, and later
+//!    `tsdemux` times continue from there, unwrapped across the 2^33 wrap
+//!    (which `tsdemux` already handles). Later hits correct a tick of rounding
+//!    (`tsdemux` adds one tick too many at the wrap) but do not follow jumps
+//!    in the source timeline: `tsdemux` smooths those over, and so do we.
 //!
-//! The offset is program-wide in `tsdemux` (one PCR clock), so one anchor serves
-//! audio and video. Once anchored the tap stops looking at data.
+//! Everything here is per PID and cheap: the PES header fields and one FNV
+//! pass over the first 4 KiB of each payload.
 #![deny(clippy::indexing_slicing)]
 
 use std::collections::{HashMap, VecDeque};
 
+use packager::sample::TrackKind;
+
 const TS_PACKET: usize = 188;
 const SYNC: u8 = 0x47;
 /// Completed PES fingerprints kept per PID while waiting for `tsdemux` output.
-/// The *first* ones are kept: the anchor must be found on the first buffers
-/// `tsdemux` outputs (before any sample is converted), and the tap may be far
-/// ahead of the pipeline when input arrives in a burst.
+/// When full, new ones are skipped rather than old ones dropped: the anchor
+/// must be found on the first buffers `tsdemux` outputs (before any sample is
+/// converted), even when a burst puts the tap far ahead of the pipeline.
+/// Matches drain the queue, so later PES are recorded again.
 const KEEP_PER_PID: usize = 64;
 /// PIDs with PES we keep state for; garbage input must not grow memory.
 const MAX_PIDS: usize = 32;
 const NS_PER_SEC: i128 = 1_000_000_000;
+/// PTS and DTS are 33-bit counters.
+const PTS_MODULUS: i128 = 1 << 33;
 const TICKS_PER_SEC: i128 = 90_000;
 
 /// What the tap remembers of one complete PES.
@@ -43,24 +51,35 @@ pub(crate) struct PesPrint {
     pub(crate) pts: u64,
 }
 
+/// Payload bytes hashed per PES: with the length, plenty to tell PES apart,
+/// and the cost per PES stays bounded at any bit rate.
+const HASH_PREFIX: usize = 4096;
+
+/// The fingerprint of a reassembled PES payload, as `tsdemux` outputs it.
+pub(crate) fn fingerprint(payload: &[u8]) -> u64 {
+    let mut h = Fnv::new();
+    h.update(payload.get(..HASH_PREFIX).unwrap_or(payload));
+    h.finish()
+}
+
 /// FNV-1a, 64 bit: streaming, so payload split over TS packets hashes the
-/// same as the reassembled buffer `tsdemux` outputs.
+/// same as the reassembled buffer.
 #[derive(Copy, Clone, Debug)]
-pub(crate) struct Fnv(u64);
+struct Fnv(u64);
 
 impl Fnv {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Self(0xcbf2_9ce4_8422_2325)
     }
 
-    pub(crate) fn update(&mut self, data: &[u8]) {
+    fn update(&mut self, data: &[u8]) {
         for &b in data {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
 
-    pub(crate) fn finish(self) -> u64 {
+    fn finish(self) -> u64 {
         self.0
     }
 }
@@ -101,6 +120,8 @@ impl PidState {
 pub(crate) struct PesTap {
     /// Bytes of an incomplete TS packet from the previous push.
     carry: Vec<u8>,
+    /// Packet boundaries are known: two sync bytes 188 apart were seen.
+    in_sync: bool,
     pids: HashMap<u16, PidState>,
 }
 
@@ -111,18 +132,26 @@ impl PesTap {
         buf.extend_from_slice(data);
         let mut pos = 0;
         while let Some(rest) = buf.get(pos..) {
-            if rest.len() < TS_PACKET {
+            let Some(packet) = rest.get(..TS_PACKET) else {
                 break;
+            };
+            let at_sync = rest.first() == Some(&SYNC);
+            if self.in_sync && at_sync {
+                self.packet(packet);
+                pos += TS_PACKET;
+                continue;
             }
-            if rest.first() != Some(&SYNC) {
-                // Lost sync: skip to the next sync byte.
+            // (Re)gain sync: a sync byte confirmed by the next packet's.
+            self.in_sync = false;
+            if !at_sync {
                 pos += rest.iter().position(|&b| b == SYNC).unwrap_or(rest.len());
                 continue;
             }
-            if let Some(packet) = rest.get(..TS_PACKET) {
-                self.packet(packet);
+            match rest.get(TS_PACKET) {
+                None => break, // wait for the next packet to confirm
+                Some(&SYNC) => self.in_sync = true,
+                Some(_) => pos += 1,
             }
-            pos += TS_PACKET;
         }
         buf.drain(..pos.min(buf.len()));
         self.carry = buf;
@@ -143,12 +172,6 @@ impl PesTap {
         let found = s.done.get(i).copied();
         s.done.drain(..=i);
         found
-    }
-
-    /// Drops all state, e.g. once the timeline is anchored.
-    pub(crate) fn clear(&mut self) {
-        self.carry = Vec::new();
-        self.pids = HashMap::new();
     }
 
     fn packet(&mut self, p: &[u8]) {
@@ -214,10 +237,11 @@ impl OpenPes {
             Some(e) => data.len().min(e.saturating_sub(self.len)),
             None => data.len(),
         };
-        if let Some(d) = data.get(..take) {
+        let hashed = take.min(HASH_PREFIX.saturating_sub(self.len));
+        if let Some(d) = data.get(..hashed) {
             self.hash.update(d);
-            self.len += take;
         }
+        self.len += take;
     }
 }
 
@@ -230,7 +254,10 @@ fn parse_pes_header(p: &[u8]) -> Option<OpenPes> {
     let stream_id = *p.get(3)?;
     // Streams without the optional PES header (program_stream_map, padding,
     // private_stream_2, ECM, EMM, DSMCC, H.222.1 type E, directory).
-    if matches!(stream_id, 0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff) {
+    if matches!(
+        stream_id,
+        0xbc | 0xbe | 0xbf | 0xf0 | 0xf1 | 0xf2 | 0xf8 | 0xff
+    ) {
         return None;
     }
     let pes_len = usize::from(u16::from_be_bytes([*p.get(4)?, *p.get(5)?]));
@@ -276,57 +303,135 @@ fn parse_timestamp(b: &[u8]) -> Option<u64> {
     )
 }
 
-/// Maps `tsdemux` timestamps (ns) back onto the encoder's 90 kHz timeline.
+/// How one track's `tsdemux` times relate to its original timestamps.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) enum TimeMap {
-    /// Nothing matched yet.
+enum TrackMap {
     #[default]
     Unanchored,
-    /// Original time = `tsdemux` time + `offset_ns`.
-    Anchored { offset_ns: i128 },
-    /// A sample had to be converted before any anchor: stay on the `tsdemux`
-    /// timeline rather than jump later.
+    /// Original time = `tsdemux` time + `offset_ns`, except for a source
+    /// timestamp jump of `jump` ticks that we do not follow.
+    Anchored { offset_ns: i128, jump: i64 },
+}
+
+/// What one observation of a matched PES did to the [`Timeline`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Observed {
+    /// First match on this track: its offset is now known.
+    Anchored,
+    /// The mapping already gave this PES its original PTS.
+    Same,
+    /// Off by this many ticks and corrected. `tsdemux` adds the PCR modulus
+    /// (2^33 + 298/300 ticks) at a PTS wrap, one tick too many.
+    Corrected(i64),
+    /// The source timeline jumped by this many ticks; not followed, as
+    /// `tsdemux` smooths it over and so do we. Reported once per jump.
+    Jumped(i64),
+    /// A sample was converted before any anchor; the map is frozen.
     Unmapped,
 }
 
-impl TimeMap {
-    /// Anchors on the first matched PES: `out_ns` is `tsdemux`'s PTS for it,
-    /// `raw_pts` the 33-bit PTS in its header. Returns whether it anchored.
-    pub(crate) fn anchor(&mut self, out_ns: u64, raw_pts: u64) -> bool {
-        if *self != Self::Unanchored {
-            return false;
+/// Larger differences are source discontinuities, not rounding.
+const MAX_CORRECTION_TICKS: i64 = 2;
+
+/// Maps `tsdemux` timestamps (ns) back onto the encoder's 90 kHz timeline,
+/// per track (audio and video cross the 2^33 wrap at different moments).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Timeline {
+    video: TrackMap,
+    audio: TrackMap,
+    /// A sample had to be converted before any track was anchored: every
+    /// track stays on `tsdemux`'s own timeline rather than jump later.
+    unmapped: bool,
+}
+
+impl Timeline {
+    fn track(&mut self, kind: TrackKind) -> (&mut TrackMap, TrackMap) {
+        match kind {
+            TrackKind::Video => (&mut self.video, self.audio),
+            TrackKind::Audio => (&mut self.audio, self.video),
         }
-        // floor(ticks · 10^9 / 90 000), as GStreamer converts.
-        let raw_ns = (i128::from(raw_pts) * NS_PER_SEC).div_euclid(TICKS_PER_SEC);
-        *self = Self::Anchored {
-            offset_ns: raw_ns - i128::from(out_ns),
+    }
+
+    /// A matched PES: `out_ns` is `tsdemux`'s PTS for it, `raw_pts` the 33-bit
+    /// PTS in its header.
+    pub(crate) fn observe(&mut self, kind: TrackKind, out_ns: u64, raw_pts: u64) -> Observed {
+        if self.unmapped {
+            return Observed::Unmapped;
+        }
+        let out = i128::from(out_ns);
+        let (map, _) = self.track(kind);
+        let TrackMap::Anchored { offset_ns, jump } = *map else {
+            *map = TrackMap::Anchored {
+                offset_ns: ticks_to_ns(i128::from(raw_pts)) - out,
+                jump: 0,
+            };
+            return Observed::Anchored;
         };
-        true
+        let mapped = ns_to_ticks(out + offset_ns);
+        let diff = pts_distance(i128::from(raw_pts) - i128::from(mapped));
+        let error = pts_distance(i128::from(diff) - i128::from(jump));
+        if error == 0 {
+            Observed::Same
+        } else if error.abs() <= MAX_CORRECTION_TICKS {
+            *map = TrackMap::Anchored {
+                offset_ns: ticks_to_ns(i128::from(mapped) + i128::from(error)) - out,
+                jump,
+            };
+            Observed::Corrected(error)
+        } else {
+            *map = TrackMap::Anchored {
+                offset_ns,
+                jump: diff,
+            };
+            Observed::Jumped(error)
+        }
     }
 
-    /// Whether samples can still be anchored.
-    pub(crate) fn is_pending(self) -> bool {
-        self == Self::Unanchored
-    }
-
-    /// Converts a `tsdemux`-timeline time to 90 kHz ticks, rounding to the
-    /// nearest tick (GStreamer truncates, so plain truncation would lose one).
-    /// The first conversion before any anchor freezes the map unanchored.
-    pub(crate) fn to_ticks(&mut self, ns: u64) -> i64 {
-        let offset = match *self {
-            Self::Anchored { offset_ns } => offset_ns,
-            Self::Unanchored => {
-                *self = Self::Unmapped;
-                0
+    /// Converts a `tsdemux` time to 90 kHz ticks on the original timeline.
+    /// A track not yet anchored borrows the other track's offset; with no
+    /// anchor at all the whole timeline is frozen on `tsdemux`'s values.
+    pub(crate) fn ticks(&mut self, kind: TrackKind, ns: u64) -> i64 {
+        let ns = i128::from(ns);
+        if self.unmapped {
+            return ns_to_ticks(ns);
+        }
+        let (map, other) = self.track(kind);
+        if *map == TrackMap::Unanchored {
+            *map = other;
+        }
+        match *map {
+            TrackMap::Anchored { offset_ns, .. } => ns_to_ticks(ns + offset_ns),
+            TrackMap::Unanchored => {
+                self.unmapped = true;
+                ns_to_ticks(ns)
             }
-            Self::Unmapped => 0,
-        };
-        ns_to_ticks(i128::from(ns) + offset)
+        }
+    }
+
+    /// Whether conversion uses `tsdemux`'s own timestamps (nothing matched).
+    pub(crate) fn is_unmapped(&self) -> bool {
+        self.unmapped
     }
 }
 
+/// A difference of 33-bit timestamps, as the shortest way round: (−2^32, 2^32].
+fn pts_distance(d: i128) -> i64 {
+    let d = d.rem_euclid(PTS_MODULUS);
+    let d = if d > PTS_MODULUS / 2 {
+        d - PTS_MODULUS
+    } else {
+        d
+    };
+    i64::try_from(d).unwrap_or(0)
+}
+
+/// 90 kHz ticks to ns, truncating as GStreamer does (`gst_util_uint64_scale`).
+fn ticks_to_ns(ticks: i128) -> i128 {
+    (ticks * NS_PER_SEC).div_euclid(TICKS_PER_SEC)
+}
+
 /// Nanoseconds to 90 kHz ticks, rounded to nearest, saturating.
-pub(crate) fn ns_to_ticks(ns: i128) -> i64 {
+fn ns_to_ticks(ns: i128) -> i64 {
     let t = (ns * TICKS_PER_SEC + NS_PER_SEC / 2).div_euclid(NS_PER_SEC);
     i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
 }
@@ -377,9 +482,7 @@ mod tests {
     }
 
     fn hash(data: &[u8]) -> u64 {
-        let mut h = Fnv::new();
-        h.update(data);
-        h.finish()
+        fingerprint(data)
     }
 
     #[test]
@@ -391,7 +494,8 @@ mod tests {
 
     #[test]
     fn matches_pes_at_every_split_point() {
-        let payload_a: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        // Longer than the hashed prefix, to check the split there too.
+        let payload_a: Vec<u8> = (0..5000u32).map(|i| (i * 7 + i / 256) as u8).collect();
         let payload_b: Vec<u8> = (0..300u32).map(|i| (i * 13) as u8).collect();
         let mut cc = 0;
         let mut stream = pes_packets(0x100, &mut cc, 8_589_000_000, &payload_a);
@@ -408,7 +512,7 @@ mod tests {
             assert_eq!(
                 tap.take_match(0x100, payload_a.len(), hash(&payload_a)),
                 Some(PesPrint {
-                    len: 1000,
+                    len: 5000,
                     hash: hash(&payload_a),
                     pts: 8_589_000_000
                 }),
@@ -416,7 +520,10 @@ mod tests {
             );
             let m = tap.take_match(0x100, payload_b.len(), hash(&payload_b));
             assert_eq!(m.map(|p| p.pts), Some(8_589_003_000), "split {split}");
-            assert_eq!(tap.take_match(0x100, payload_b.len(), hash(&payload_b)), None);
+            assert_eq!(
+                tap.take_match(0x100, payload_b.len(), hash(&payload_b)),
+                None
+            );
             tap.finish();
             let m = tap.take_match(0x100, payload_b.len(), hash(&payload_b));
             assert_eq!(m.map(|p| p.pts), Some(2_000), "split {split}");
@@ -456,28 +563,72 @@ mod tests {
     }
 
     #[test]
-    fn time_map_restores_original_pts_across_wrap() {
-        // tsdemux says 0.7 s for a PES whose header said PTS 2^33 − 90 000.
-        let raw = (1u64 << 33) - 90_000;
-        let mut map = TimeMap::default();
-        assert!(map.anchor(700_000_000, raw));
-        assert!(!map.anchor(1, 2));
+    fn timeline_restores_original_pts_across_wrap() {
+        // tsdemux says 0.7 s for a PES whose header said PTS 2^33 − 6000.
+        let raw = (1u64 << 33) - 6000;
         let raw_i = i64::try_from(raw).unwrap();
-        assert_eq!(map.to_ticks(700_000_000), raw_i);
+        let mut tl = Timeline::default();
+        assert_eq!(
+            tl.observe(TrackKind::Video, 700_000_000, raw),
+            Observed::Anchored
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, 700_000_000), raw_i);
         // 1/30 s later, truncated to ns as GStreamer does.
-        assert_eq!(map.to_ticks(733_333_333), raw_i + 3000);
-        // Two seconds later the 33-bit value has wrapped (the header says
-        // 90 000); the timeline keeps counting.
-        assert_eq!(map.to_ticks(2_700_000_000), raw_i + 180_000);
-        assert_eq!((raw_i + 180_000) % (1 << 33), 90_000);
+        assert_eq!(
+            tl.observe(TrackKind::Video, 733_333_333, raw + 3000),
+            Observed::Same
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, 733_333_333), raw_i + 3000);
+        // After the wrap tsdemux adds the PCR modulus: 11 037 ns too much.
+        let out = 766_666_666 + 11_037;
+        assert_eq!(tl.ticks(TrackKind::Video, out), raw_i + 6001);
+        assert_eq!(
+            tl.observe(TrackKind::Video, out, 0),
+            Observed::Corrected(-1)
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, out), 1 << 33);
+        assert_eq!(
+            tl.ticks(TrackKind::Video, out + 1_000_000_000),
+            (1 << 33) + 90_000
+        );
+        // A jump in the source is not followed, and reported once.
+        let later = out + 100_000_000;
+        assert_eq!(
+            tl.observe(TrackKind::Video, later, 5_000_000),
+            Observed::Jumped(5_000_000 - 9000)
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, later), (1 << 33) + 9000);
+        let later = later + 33_333_333;
+        assert_eq!(
+            tl.observe(TrackKind::Video, later, 5_003_000),
+            Observed::Same
+        );
+        // Rounding is still corrected relative to the jump.
+        assert_eq!(
+            tl.observe(TrackKind::Video, later, 5_003_001),
+            Observed::Corrected(1)
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, later), (1 << 33) + 12_001);
     }
 
     #[test]
-    fn time_map_freezes_when_used_before_anchoring() {
-        let mut map = TimeMap::default();
-        assert_eq!(map.to_ticks(1_000_000_000), 90_000);
-        assert!(!map.is_pending());
-        assert!(!map.anchor(1_000_000_000, 5));
-        assert_eq!(map.to_ticks(1_000_011_111), 90_001);
+    fn unanchored_track_borrows_the_other_offset() {
+        let mut tl = Timeline::default();
+        tl.observe(TrackKind::Video, 1_000_000_000, 900_000);
+        // Audio never matched: it uses the video offset (+9 s).
+        assert_eq!(tl.ticks(TrackKind::Audio, 2_000_000_000), 990_000);
+        assert!(!tl.is_unmapped());
+    }
+
+    #[test]
+    fn timeline_freezes_when_used_before_anchoring() {
+        let mut tl = Timeline::default();
+        assert_eq!(tl.ticks(TrackKind::Audio, 1_000_000_000), 90_000);
+        assert!(tl.is_unmapped());
+        assert_eq!(
+            tl.observe(TrackKind::Video, 1_000_000_000, 5),
+            Observed::Unmapped
+        );
+        assert_eq!(tl.ticks(TrackKind::Video, 1_000_011_111), 90_001);
     }
 }

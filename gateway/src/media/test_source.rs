@@ -11,6 +11,10 @@
 //! mux. ! srtsink uri=srt://HOST:PORT streamid=publish:NAME [passphrase=…]
 //!        latency=120 wait-for-connection=false
 //! ```
+//!
+//! There is no reconnect: with no listener (libsrt gives up after 3 s) or a
+//! dropped connection, `srtsink` fails, the pipeline stops and
+//! [`TestSource::take_error`] says why. Start the gateway first.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -199,5 +203,206 @@ fn gop_frames(gop: Duration) -> u32 {
         frames as u32
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{Ipv4Addr, UdpSocket};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use bytes::Bytes;
+    use packager::sample::{Codec, TrackKind};
+
+    use super::*;
+    use crate::media::{Demuxer, MediaEvent};
+
+    /// `srt-live-transmit` as an SRT listener writing the TS to its stdout.
+    struct Listener {
+        child: Child,
+        addr: SocketAddr,
+    }
+
+    impl Listener {
+        fn start(passphrase: Option<&str>) -> Self {
+            let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut uri = format!("srt://:{port}?mode=listener");
+            if let Some(p) = passphrase {
+                uri.push_str(&format!("&passphrase={p}"));
+            }
+            let child = Command::new("srt-live-transmit")
+                .args([uri.as_str(), "file://con"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("srt-live-transmit (srt-tools) must be installed");
+            // Ready once the port is taken.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                assert!(
+                    Instant::now() < deadline,
+                    "srt-live-transmit did not listen"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Self {
+                child,
+                addr: (Ipv4Addr::LOCALHOST, port).into(),
+            }
+        }
+
+        /// Calls `each` with what arrives for `window`, then stops the listener.
+        fn read_for(mut self, window: Duration, mut each: impl FnMut(&[u8]) + Send) {
+            let mut out = self.child.stdout.take().unwrap();
+            std::thread::scope(|scope| {
+                scope.spawn(move || {
+                    let mut buf = vec![0; 1316 * 8];
+                    // Ends with EOF when the listener is killed below.
+                    while let Ok(n @ 1..) = out.read(&mut buf) {
+                        each(&buf[..n]);
+                    }
+                });
+                std::thread::sleep(window);
+                let _ = self.child.kill();
+            });
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Listener {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn ffprobe_streams(ts: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries"])
+            .args(["stream=codec_name,width,height,sample_rate,channels"])
+            .args(["-of", "csv=p=0", "-i", "pipe:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = ts.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn publishes_h264_and_aac_over_encrypted_srt() {
+        let passphrase = "dropline-test-secret";
+        let listener = Listener::start(Some(passphrase));
+        let source = TestSource::start(
+            listener.addr,
+            "probe",
+            Some(passphrase),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut ts = Vec::new();
+        listener.read_for(Duration::from_secs(3), |b| ts.extend_from_slice(b));
+        assert!(source.take_error().is_none());
+        source.stop();
+        let streams = ffprobe_streams(&ts);
+        assert!(streams.contains("h264,1280,720"), "{streams}");
+        assert!(streams.contains("aac,48000,2"), "{streams}");
+    }
+
+    #[test]
+    fn reports_a_missing_listener() {
+        // A UDP socket we hold that never answers the SRT handshake.
+        let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let target = silent.local_addr().unwrap();
+        let source = TestSource::start(target, "nobody", None, Duration::from_secs(1)).unwrap();
+        // libsrt gives up connecting after 3 s.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let err = loop {
+            if let Some(e) = source.take_error() {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "no error without a listener");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(err.is_fatal());
+    }
+
+    /// The whole ingest path: test source → SRT → demuxer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demuxer_reads_the_test_source() {
+        let listener = Listener::start(None);
+        let source = TestSource::start(listener.addr, "e2e", None, Duration::from_secs(1)).unwrap();
+        let (demuxer, mut rx) = Demuxer::new("e2e").unwrap();
+        let feeder = std::thread::spawn(move || {
+            listener.read_for(Duration::from_secs(4), |b| {
+                demuxer.push(Bytes::copy_from_slice(b)).unwrap();
+            });
+            demuxer.finish();
+            demuxer
+        });
+        let (mut tracks, mut video, mut audio) = (Vec::new(), Vec::new(), 0);
+        let collected = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    MediaEvent::Track(c) => tracks.push(c),
+                    MediaEvent::Sample(s) if s.track == TrackKind::Video => video.push(s),
+                    MediaEvent::Sample(_) => audio += 1,
+                    MediaEvent::Error(e) => assert!(!e.is_fatal(), "{e}"),
+                    MediaEvent::Eos => break,
+                }
+            }
+        })
+        .await;
+        assert!(collected.is_ok(), "no EOS");
+        let _demuxer = feeder.join().unwrap();
+        assert!(source.take_error().is_none());
+        source.stop();
+
+        assert!(
+            tracks.iter().any(|c| matches!(
+                c,
+                Codec::H264 {
+                    width: 1280,
+                    height: 720,
+                    ..
+                }
+            )),
+            "{tracks:?}"
+        );
+        assert!(tracks.iter().any(|c| matches!(
+            c,
+            Codec::Aac {
+                sample_rate: 48_000,
+                channels: 2,
+                ..
+            }
+        )));
+        assert!(video.len() > 60, "{} frames", video.len());
+        assert!(audio > 100, "{audio} audio frames");
+        for w in video.windows(2) {
+            assert_eq!(w[1].dts.0 - w[0].dts.0, 3000);
+        }
+        let keys: Vec<usize> = video
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.keyframe)
+            .map(|(i, _)| i)
+            .collect();
+        for w in keys.windows(2) {
+            assert_eq!(w[1] - w[0], 30, "GOP of 1 s: keyframes at {keys:?}");
+        }
     }
 }

@@ -222,10 +222,11 @@ impl StreamTask {
                     debug!("sample dropped: {e}");
                 }
             }
-            MediaEvent::Error(e) => {
-                warn!("media error: {e}");
+            MediaEvent::Error(e) if e.is_fatal() => {
+                warn!("media error, dropping the publisher: {e}");
                 self.detach();
             }
+            MediaEvent::Error(e) => debug!("media: {e}"),
             MediaEvent::Eos => {
                 self.segmenter.finish();
             }
