@@ -102,5 +102,47 @@ test: deps
 e2e: deps-node
 	$(NODE) --test --test-concurrency=1 tests/e2e/
 
-bench:
-	$(CARGO) run --release -p bench --bin part-latency
+## bench: part-latency benchmark (about 4 min); `make bench BENCH_ARGS="--parts 100"` for a 30 s check.
+bench: deps-apt
+	$(CARGO) build --release -p gateway
+	$(CARGO) run --release -p bench --bin part-latency -- $(BENCH_ARGS)
+
+## fuzz: libFuzzer targets in fuzz/ (cargo-fuzz; its -Z flags run on stable rustc through
+## RUSTC_BOOTSTRAP=1, set for these commands only). Each target starts from its committed seeds
+## (fuzz/seeds/<target>, from the table tests) plus what earlier runs found (fuzz/corpus/<target>,
+## not committed); a crash lands in fuzz/artifacts/<target>/ and fails the run.
+##   make fuzz-smoke                   every target for FUZZ_SMOKE_SECONDS (20) each
+##   make fuzz FUZZ_SECONDS=600        every target for FUZZ_SECONDS (300) each
+##   make fuzz FUZZ_TARGETS=segmenter  one target
+FUZZ_TARGETS ?= directives object_name streamid pes_tap segmenter media_playlist
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_CARGO := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+# Longer inputs for the op-sequence targets: a few hundred frames.
+FUZZ_MAX_LEN_segmenter := 8192
+FUZZ_MAX_LEN_media_playlist := 4096
+
+.PHONY: fuzz fuzz-smoke fuzz-build deps-fuzz
+
+deps-fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+
+fuzz-build: deps-fuzz
+	$(FUZZ_CARGO) build --fuzz-dir fuzz
+
+fuzz: fuzz-build
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  max_len=$$(case $$t in segmenter) echo $(FUZZ_MAX_LEN_segmenter);; media_playlist) echo $(FUZZ_MAX_LEN_media_playlist);; *) echo 4096;; esac); \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_CARGO) run --fuzz-dir fuzz $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=$$max_len -timeout=10 -print_final_stats=1 \
+	    2>&1 | grep -vE '^(#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|RELOAD)[[:space:]]|INFO: |"|###### )' \
+	    || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed (see fuzz/artifacts/)"; exit 1; fi; \
+	echo "fuzz: all targets ran $(FUZZ_SECONDS) s without a failure"
+
+fuzz-smoke:
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)

@@ -1,1 +1,12 @@
+//! Benchmarks for dropline; see `bench/README.md`.
+//!
+//! The library holds the pieces the benchmark binaries share: a TS reader that
+//! plays publisher, an LL-HLS playlist reader and a CMAF reader that play
+//! player, a minimal HTTP/1.1 client and latency summaries.
 #![forbid(unsafe_code)]
+
+pub mod fmp4;
+pub mod http1;
+pub mod playlist;
+pub mod stats;
+pub mod ts;

@@ -1,0 +1,972 @@
+//! `part-latency`: how long after a part's last frame reaches the gateway is a
+//! blocked playlist request for that part answered? See `bench/README.md`.
+//!
+//! The benchmark is publisher and player at once, so both ends of the
+//! measurement are read from one monotonic clock:
+//! - `t_last[k]`: the datagram with frame `k`'s last TS packet is handed to SRT;
+//! - `t_answer`: the blocking reload `_HLS_msn=M&_HLS_part=P` that asked for
+//!   the part ending with frame `k` has been read completely.
+//!
+//! Everything runs on 127.0.0.1 and stops by itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bench::fmp4::{self, VideoTrack};
+use bench::http1::Client;
+use bench::playlist::{self, PartEntry};
+use bench::stats::Summary;
+use bench::ts::{self, Packing, Source};
+use futures::{SinkExt, StreamExt};
+use srt_tokio::{SrtListener, SrtSocket};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::UdpSocket;
+
+const STREAM: &str = "bench";
+const TICKS_PER_SEC: i64 = 90_000;
+/// The gateway's default PART-TARGET; the source is sized for parts this long.
+const PART_TARGET_MS: u64 = 200;
+/// Media beyond warm-up + N parts, in case some parts cannot be measured.
+const SPARE_SECS: u64 = 10;
+/// Frames sent after the player stops.
+const TAIL_FRAMES: usize = 10;
+
+const USAGE: &str = "\
+usage: part-latency [--parts N] [--srt-latency-ms L] [--warmup-s S] [--packing aligned|fill]
+                    [--preset X264_PRESET] [--no-srt-baseline] [--json-out FILE]
+                    [--csv FILE] [--baseline FILE] [--keep]
+
+  --parts N           parts to measure after the warm-up (default 1000; 100 is a quick check)
+  --srt-latency-ms L  SRT receiver latency, given to the gateway and to the publisher (default 20)
+  --warmup-s S        seconds of media whose parts are not measured (default 5)
+  --packing P         aligned: a frame's last datagram is sent with the frame (ffmpeg-like, default);
+                      fill: always 7 TS packets, a frame's tail leaves with the next frame's head
+  --preset X          x264 preset for the generated source (default veryfast)
+  --no-srt-baseline   do not measure SRT alone (a second srt-tokio connection to this process)
+  --json-out FILE     also write the JSON result line to FILE
+  --csv FILE          write one line per measured part (times in ms from the first datagram)
+  --baseline FILE     a previous --json-out: print this run's ratios to it
+  --keep              keep the temporary directory (source TS, gateway log)
+environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
+
+#[derive(Clone, Debug)]
+struct Args {
+    parts: usize,
+    srt_latency: Duration,
+    warmup: Duration,
+    packing: Packing,
+    preset: String,
+    srt_baseline: bool,
+    json_out: Option<PathBuf>,
+    csv: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+    keep: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        parts: 1000,
+        srt_latency: Duration::from_millis(20),
+        warmup: Duration::from_secs(5),
+        packing: Packing::Aligned,
+        preset: "veryfast".to_owned(),
+        srt_baseline: true,
+        json_out: None,
+        csv: None,
+        baseline: None,
+        keep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--parts" => a.parts = value()?.parse().context("--parts")?,
+            "--srt-latency-ms" => {
+                a.srt_latency =
+                    Duration::from_millis(value()?.parse().context("--srt-latency-ms")?);
+            }
+            "--warmup-s" => {
+                a.warmup = Duration::from_secs_f64(value()?.parse().context("--warmup-s")?)
+            }
+            "--packing" => {
+                a.packing = match value()?.as_str() {
+                    "aligned" => Packing::Aligned,
+                    "fill" => Packing::Fill,
+                    other => bail!("--packing {other}: aligned or fill"),
+                }
+            }
+            "--preset" => a.preset = value()?,
+            "--no-srt-baseline" => a.srt_baseline = false,
+            "--json-out" => a.json_out = Some(value()?.into()),
+            "--csv" => a.csv = Some(value()?.into()),
+            "--baseline" => a.baseline = Some(value()?.into()),
+            "--keep" => a.keep = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    ensure!(a.parts > 0, "--parts must be at least 1");
+    Ok(a)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("dropline-bench-")
+        .tempdir()
+        .context("temporary directory")?;
+    let media_secs = args.warmup.as_secs()
+        + 1
+        + (args.parts as u64 * PART_TARGET_MS).div_ceil(1000)
+        + SPARE_SECS;
+    let ts_path = dir.path().join("source.ts");
+    let t0 = Instant::now();
+    generate_source(&ts_path, media_secs, &args.preset).await?;
+    let ts_bytes = tokio::fs::read(&ts_path).await.context("read source")?;
+    let src = Arc::new(ts::packetize(&ts_bytes, args.packing)?);
+    let frame_ticks = check_source(&src)?;
+    eprintln!(
+        "source: {media_secs} s, {} frames, {} datagrams ({:.1} Mb/s), generated in {:.1} s",
+        src.frames.len(),
+        src.datagrams.len(),
+        ts_bytes.len() as f64 * 8.0 / media_secs as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let load_before = load_average();
+    let log_path = dir.path().join("gateway.log");
+    let mut gateway = Gateway::start(&log_path, args.srt_latency).await?;
+    eprintln!("gateway: srt={} http={}", gateway.srt, gateway.http);
+
+    let result = measure(&args, &src, frame_ticks, &gateway).await;
+    gateway.stop().await;
+    let warnings = std::fs::read_to_string(&log_path)
+        .map(|l| {
+            l.lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .count()
+        })
+        .unwrap_or(0);
+    if args.keep {
+        let kept = dir.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    let run = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Ok(log) = std::fs::read_to_string(&log_path) {
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                eprintln!("gateway log (last lines):");
+                for l in tail.iter().rev() {
+                    eprintln!("  {l}");
+                }
+            }
+            return Err(e);
+        }
+    };
+    let load = (load_before, load_average());
+    report(&args, &src, frame_ticks, &run, warnings, load)
+}
+
+/// The 1-minute load average: the benchmark shares the cores with the gateway
+/// and with whatever else runs, which moves the tail.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Encodes the test source: testsrc2 640×360 30 fps, H.264 with a keyframe
+/// every 30 frames and no B-frames, AAC 48 kHz stereo.
+async fn generate_source(out: &Path, secs: u64, preset: &str) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &secs.to_string(), "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx264", "-preset", preset, "-tune", "zerolatency"])
+        .args([
+            "-g",
+            "30",
+            "-keyint_min",
+            "30",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k"])
+        .args(["-f", "mpegts"])
+        .arg(out)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("run ffmpeg (is it installed?)")?;
+    ensure!(status.success(), "ffmpeg failed: {status}");
+    Ok(())
+}
+
+/// The source must be evenly spaced frames; returns the frame duration (90 kHz).
+fn check_source(src: &Source) -> anyhow::Result<i64> {
+    let d: Vec<i64> = src.frames.windows(2).map(|w| w[1].dts - w[0].dts).collect();
+    let first = *d.first().context("source has fewer than two frames")?;
+    ensure!(
+        first > 0 && d.iter().all(|x| *x == first),
+        "source frames are not evenly spaced"
+    );
+    Ok(first)
+}
+
+/// The gateway process; killed when dropped.
+struct Gateway {
+    child: tokio::process::Child,
+    srt: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Gateway {
+    async fn start(log: &Path, srt_latency: Duration) -> anyhow::Result<Self> {
+        let bin = std::env::var_os("DROPLINE_BIN").map_or_else(
+            // The workspace's target directory, wherever this is run from.
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/dropline"),
+            PathBuf::from,
+        );
+        let log_file = std::fs::File::create(log).context("gateway log file")?;
+        let mut child = tokio::process::Command::new(&bin)
+            .args([
+                "serve",
+                "--srt-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .env(
+                "DROPLINE_SRT_LATENCY_MS",
+                srt_latency.as_millis().to_string(),
+            )
+            .env("DROPLINE_HLS_PART_TARGET_MS", PART_TARGET_MS.to_string())
+            .env("DROPLINE_HLS_SEGMENT_DURATION_MS", "2000")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "start {} (build it: cargo build --release -p gateway)",
+                    bin.display()
+                )
+            })?;
+        let stdout = child.stdout.take().context("gateway stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("gateway did not print its ready line within 30 s")??
+            .context("gateway exited before its ready line")?;
+        let addr = |key: &str| -> anyhow::Result<SocketAddr> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .with_context(|| format!("no {key} in {line:?}"))?
+                .parse()
+                .with_context(|| format!("bad {key} in {line:?}"))
+        };
+        ensure!(
+            line.starts_with("dropline ready "),
+            "unexpected first line {line:?}"
+        );
+        let (srt, http) = (addr("srt=")?, addr("http=")?);
+        // Drain stdout so that the gateway never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, srt, http })
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
+}
+
+/// What a run recorded.
+struct Run {
+    /// When each datagram was handed to SRT (the gateway connection), in order.
+    sent: Vec<Instant>,
+    /// SRT alone: when each datagram was handed to / released by the second
+    /// connection (to this process).
+    baseline: Option<(Vec<Instant>, Vec<Instant>)>,
+    player: PlayerLog,
+}
+
+async fn measure(
+    args: &Args,
+    src: &Arc<Source>,
+    frame_ticks: i64,
+    gw: &Gateway,
+) -> anyhow::Result<Run> {
+    let call = |addr: SocketAddr, sid: &'static str| {
+        let latency = args.srt_latency;
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                SrtSocket::builder().latency(latency).call(addr, Some(sid)),
+            )
+            .await
+            .with_context(|| format!("SRT call to {addr} timed out"))?
+            .with_context(|| format!("SRT call to {addr}"))
+        }
+    };
+    let publisher = call(gw.srt, "publish:bench").await?;
+
+    let mut baseline = None;
+    if args.srt_baseline {
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .context("bind baseline SRT")?;
+        let local = udp.local_addr()?;
+        let (listener, mut incoming) = SrtListener::builder()
+            .latency(args.srt_latency)
+            .socket(udp)
+            .bind(local)
+            .await
+            .context("baseline SRT listener")?;
+        let accept = tokio::spawn(async move {
+            let req = incoming
+                .incoming()
+                .next()
+                .await
+                .context("baseline listener closed")?;
+            let sock = req.accept(None).await.context("baseline accept")?;
+            anyhow::Ok((sock, incoming))
+        });
+        let caller = call(local, "baseline").await?;
+        let (mut receiver, incoming) = accept.await.context("baseline accept task")??;
+        let recv = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(Ok((_, data))) = receiver.next().await {
+                got.push((Instant::now(), data.len()));
+            }
+            drop((listener, incoming));
+            got
+        });
+        baseline = Some((caller, recv));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let source_done = Arc::new(AtomicBool::new(false));
+    let player = {
+        let cfg = PlayerConfig {
+            http: gw.http,
+            want: args.parts,
+            warmup_frames: usize::try_from(
+                (args.warmup.as_secs_f64() * TICKS_PER_SEC as f64 / frame_ticks as f64).ceil()
+                    as u64,
+            )?,
+            frame_ticks,
+        };
+        let (src, stop, done) = (Arc::clone(src), Arc::clone(&stop), Arc::clone(&source_done));
+        std::thread::Builder::new()
+            .name("player".to_owned())
+            .spawn(move || {
+                let r = play(&cfg, &src, &stop, &done);
+                // Whatever happened, the publisher has nothing more to do.
+                stop.store(true, Ordering::SeqCst);
+                r
+            })
+            .context("player thread")?
+    };
+
+    let (twin, twin_recv) = match baseline {
+        Some((c, r)) => (Some(c), Some(r)),
+        None => (None, None),
+    };
+    let published = publish(publisher, twin, src, &stop).await;
+    source_done.store(true, Ordering::SeqCst);
+    let player = tokio::task::spawn_blocking(move || player.join())
+        .await
+        .context("join player")?
+        .map_err(|_| anyhow::anyhow!("player thread panicked"))??;
+    let (sent, twin_sent) = published?;
+    let baseline = match (twin_sent, twin_recv) {
+        (Some(s), Some(r)) => srt_alone(s, r, src).await,
+        _ => None,
+    };
+    Ok(Run {
+        sent,
+        baseline,
+        player,
+    })
+}
+
+/// Pairs the second connection's send and release instants, in order; `None`
+/// (with a warning) unless every datagram arrived: SRT alone is context, the
+/// run does not fail for it.
+async fn srt_alone(
+    sent: Vec<Instant>,
+    recv: tokio::task::JoinHandle<Vec<(Instant, usize)>>,
+    src: &Source,
+) -> Option<(Vec<Instant>, Vec<Instant>)> {
+    let got = match tokio::time::timeout(Duration::from_secs(5), recv).await {
+        Ok(Ok(got)) => got,
+        Ok(Err(e)) => {
+            eprintln!("warning: SRT alone: receiver failed: {e}");
+            return None;
+        }
+        Err(_) => {
+            eprintln!("warning: SRT alone: receiver did not finish");
+            return None;
+        }
+    };
+    let intact = got.len() == sent.len()
+        && got
+            .iter()
+            .zip(&src.datagrams)
+            .all(|(g, d)| g.1 == d.data.len());
+    if !intact {
+        eprintln!(
+            "warning: SRT alone: sent {} datagrams, received {} (or sizes differ): no figures",
+            sent.len(),
+            got.len()
+        );
+        return None;
+    }
+    Some((sent, got.into_iter().map(|g| g.0).collect()))
+}
+
+type Published = (Vec<Instant>, Option<Vec<Instant>>);
+
+/// Sends the source in real time: each datagram at its frame's decode time
+/// after the start. Returns when each datagram was handed to SRT.
+async fn publish(
+    mut sock: SrtSocket,
+    mut twin: Option<SrtSocket>,
+    src: &Source,
+    stop: &AtomicBool,
+) -> anyhow::Result<Published> {
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let first_dts = src.frames.first().map_or(0, |f| f.dts);
+    let mut sent = Vec::with_capacity(src.datagrams.len());
+    let mut twin_sent = twin
+        .as_ref()
+        .map(|_| Vec::with_capacity(src.datagrams.len()));
+    let mut due_frame = usize::MAX;
+    // After the player has enough, a few more frames go out so that every
+    // measured part's next frame has a send time.
+    let mut last_frame = usize::MAX;
+    for d in &src.datagrams {
+        if d.send_frame != due_frame {
+            if last_frame == usize::MAX && stop.load(Ordering::SeqCst) {
+                last_frame = d.send_frame + TAIL_FRAMES;
+            }
+            if d.send_frame > last_frame {
+                break;
+            }
+            due_frame = d.send_frame;
+            let dts = src.frames.get(due_frame).map_or(first_dts, |f| f.dts);
+            let offset = Duration::from_nanos(u64::try_from(
+                (dts - first_dts) * 1_000_000_000 / TICKS_PER_SEC,
+            )?);
+            tokio::time::sleep_until(start + offset).await;
+        }
+        // The SRT source time is the moment of handing over: the receiver
+        // releases the packet one SRT latency after it.
+        let now = Instant::now();
+        sock.send((now, d.data.clone()))
+            .await
+            .context("SRT send to the gateway")?;
+        sent.push(now);
+        if let (Some(t), Some(ts)) = (twin.as_mut(), twin_sent.as_mut()) {
+            let now = Instant::now();
+            t.send((now, d.data.clone()))
+                .await
+                .context("SRT send (baseline)")?;
+            ts.push(now);
+        }
+    }
+    // Let the last datagrams be delivered before closing.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), sock.close_and_finish()).await;
+    if let Some(t) = twin.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t.close_and_finish()).await;
+    }
+    Ok((sent, twin_sent))
+}
+
+struct PlayerConfig {
+    http: SocketAddr,
+    want: usize,
+    warmup_frames: usize,
+    frame_ticks: i64,
+}
+
+/// One new part, as the player learnt of it.
+#[derive(Clone, Debug)]
+struct PartRecord {
+    seq: u64,
+    msn: u64,
+    index: u64,
+    /// When the blocking request that returned it was sent.
+    t_request: Instant,
+    /// When that response had been read completely.
+    t_answer: Instant,
+    first_frame: usize,
+    frames: usize,
+    /// Every sample lasts one frame duration.
+    even: bool,
+    /// The first new part of its answer, i.e. the one the request asked for.
+    requested: bool,
+}
+
+impl PartRecord {
+    fn last_frame(&self) -> usize {
+        self.first_frame + self.frames.saturating_sub(1)
+    }
+}
+
+#[derive(Default)]
+struct PlayerLog {
+    parts: Vec<PartRecord>,
+    /// 503 answers (the part did not come within 3 × target duration).
+    timeouts: u32,
+    /// 200 answers without a new part.
+    empty_answers: u32,
+    track: Option<VideoTrack>,
+}
+
+/// Plays like hls.js: read the playlist once, then always ask for the part
+/// after the last one seen; fetch each new part to learn which frames it holds.
+fn play(
+    cfg: &PlayerConfig,
+    src: &Source,
+    stop: &AtomicBool,
+    source_done: &AtomicBool,
+) -> anyhow::Result<PlayerLog> {
+    let base = format!("/{STREAM}/main/");
+    let mut http = Client::new(cfg.http, Duration::from_secs(15));
+    let mut log = PlayerLog::default();
+
+    // The stream appears once the publisher is admitted, the playlist once a
+    // first part exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pl = loop {
+        let r = http.get(&format!("{base}playlist.m3u8"))?;
+        if r.status == 200 {
+            let pl = playlist::parse(std::str::from_utf8(&r.body)?)?;
+            if !pl.parts.is_empty() {
+                break pl;
+            }
+        } else {
+            ensure!(r.status == 404, "playlist: HTTP {}", r.status);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no playlist with parts after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let map = pl.map_uri.clone().context("playlist without EXT-X-MAP")?;
+    let init = http.get(&format!("{base}{map}"))?;
+    ensure!(init.status == 200, "init segment: HTTP {}", init.status);
+    let track = fmp4::video_track(&init.body)?;
+    ensure!(track.timescale > 0, "video timescale 0");
+    log.track = Some(track);
+
+    let mut last: PartEntry = pl.parts.last().cloned().context("no parts")?;
+    let mut last_seq =
+        playlist::part_seq(&last.uri).context("part URI without a sequence number")?;
+    let mut measured = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let path = format!(
+            "{base}playlist.m3u8?_HLS_msn={}&_HLS_part={}",
+            last.msn,
+            last.index + 1
+        );
+        let t_request = Instant::now();
+        let r = http.get(&path)?;
+        let t_answer = Instant::now();
+        match r.status {
+            200 => {}
+            503 => {
+                log.timeouts += 1;
+                if source_done.load(Ordering::SeqCst) {
+                    break;
+                }
+                continue;
+            }
+            s => bail!(
+                "{path}: HTTP {s}: {}",
+                String::from_utf8_lossy(&r.body).trim()
+            ),
+        }
+        let pl = playlist::parse(std::str::from_utf8(&r.body)?)?;
+        let fresh: Vec<(u64, PartEntry)> = pl
+            .parts
+            .iter()
+            .filter_map(|p| playlist::part_seq(&p.uri).map(|s| (s, p.clone())))
+            .filter(|(s, _)| *s > last_seq)
+            .collect();
+        if fresh.is_empty() {
+            log.empty_answers += 1;
+            if pl.ended {
+                break;
+            }
+            continue;
+        }
+        for (i, (seq, p)) in fresh.iter().enumerate() {
+            let body = http.get(&format!("{base}{}", p.uri))?;
+            ensure!(body.status == 200, "{}: HTTP {}", p.uri, body.status);
+            let run = fmp4::video_run(&body.body, &track)?;
+            let tfdt = i64::try_from(
+                u128::from(run.base_decode_time) * 90_000 / u128::from(track.timescale),
+            )?;
+            let first_frame = src.frame_at(tfdt).with_context(|| {
+                format!("{}: tfdt {tfdt} is no source frame's decode time", p.uri)
+            })?;
+            let frame_in_track =
+                u32::try_from(cfg.frame_ticks * i64::from(track.timescale) / TICKS_PER_SEC)?;
+            let rec = PartRecord {
+                seq: *seq,
+                msn: p.msn,
+                index: p.index,
+                t_request,
+                t_answer,
+                first_frame,
+                frames: run.durations.len(),
+                even: run.durations.iter().all(|d| *d == frame_in_track),
+                requested: i == 0,
+            };
+            if rec.requested && rec.last_frame() >= cfg.warmup_frames {
+                measured += 1;
+            }
+            log.parts.push(rec);
+        }
+        if let Some((seq, p)) = fresh.last() {
+            last_seq = *seq;
+            last = p.clone();
+        }
+        if measured >= cfg.want {
+            break;
+        }
+        if pl.ended {
+            break;
+        }
+    }
+    Ok(log)
+}
+
+/// Per measured part: the figures the report is made of.
+struct PartLatency {
+    raw_us: u64,
+    /// Answer − the moment the next frame's first packet was handed to SRT
+    /// (negative when the answer came first).
+    after_next_us: i64,
+    before_next_sent: bool,
+    before_next_arrival: bool,
+    request_before_last_frame: bool,
+}
+
+fn us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn report(
+    args: &Args,
+    src: &Source,
+    frame_ticks: i64,
+    run: &Run,
+    gateway_warnings: usize,
+    load: (Option<f64>, Option<f64>),
+) -> anyhow::Result<()> {
+    let frame_ms = frame_ticks as f64 * 1000.0 / TICKS_PER_SEC as f64;
+    let latency_us = us(args.srt_latency) as f64;
+    let warmup_frames = (args.warmup.as_secs_f64() * 1000.0 / frame_ms).ceil() as usize;
+    let sent_at = |datagram: usize| run.sent.get(datagram).copied();
+
+    // Sanity of the part → frame mapping: parts tile the frames without gaps.
+    let parts = &run.player.parts;
+    let mut per_part: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut gaps = 0;
+    let mut uneven = 0;
+    for w in parts.windows(2) {
+        if w[1].first_frame != w[0].first_frame + w[0].frames {
+            gaps += 1;
+        }
+    }
+    for p in parts {
+        *per_part.entry(p.frames).or_default() += 1;
+        if !p.even {
+            uneven += 1;
+        }
+    }
+
+    let mut lat = Vec::new();
+    let mut skipped_unsent = 0;
+    let mut worst: Vec<(u64, &PartRecord)> = Vec::new();
+    let origin = run.sent.first().copied().context("nothing was sent")?;
+    let at = |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+    let mut csv = String::from(
+        "seq,msn,part,first_frame,last_frame,last_sent_ms,next_sent_ms,request_ms,answer_ms,\
+         gateway_added_ms,after_next_arrival_ms,srt_alone_last_datagram_ms\n",
+    );
+    for p in parts
+        .iter()
+        .filter(|p| p.requested && p.last_frame() >= warmup_frames)
+    {
+        let last = p.last_frame();
+        let (Some(frame), Some(next)) = (src.frames.get(last), src.frames.get(last + 1)) else {
+            skipped_unsent += 1;
+            continue;
+        };
+        let (Some(t_last), Some(t_next)) =
+            (sent_at(frame.last_datagram), sent_at(next.first_datagram))
+        else {
+            skipped_unsent += 1;
+            continue;
+        };
+        ensure!(
+            p.t_answer >= t_last,
+            "part {} (frames {}..={last}) was answered before its last frame was sent: mapping is wrong",
+            p.seq,
+            p.first_frame
+        );
+        let raw = us(p.t_answer - t_last);
+        worst.push((raw, p));
+        let lat_ms = args.srt_latency.as_secs_f64() * 1000.0;
+        let srt_alone = run
+            .baseline
+            .as_ref()
+            .and_then(|(s, r)| {
+                let (s, r) = (s.get(frame.last_datagram)?, r.get(frame.last_datagram)?);
+                Some(format!("{:.3}", at(*r) - at(*s) - lat_ms))
+            })
+            .unwrap_or_default();
+        csv.push_str(&format!(
+            "{},{},{},{},{last},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{srt_alone}\n",
+            p.seq,
+            p.msn,
+            p.index,
+            p.first_frame,
+            at(t_last),
+            at(t_next),
+            at(p.t_request),
+            at(p.t_answer),
+            at(p.t_answer) - at(t_last) - lat_ms,
+            at(p.t_answer) - at(t_next) - lat_ms,
+        ));
+        lat.push(PartLatency {
+            raw_us: raw,
+            after_next_us: if p.t_answer >= t_next {
+                i64::try_from(us(p.t_answer - t_next))?
+            } else {
+                -i64::try_from(us(t_next - p.t_answer))?
+            },
+            before_next_sent: p.t_answer < t_next,
+            before_next_arrival: p.t_answer < t_next + args.srt_latency,
+            request_before_last_frame: p.t_request <= t_last,
+        });
+    }
+    ensure!(!lat.is_empty(), "no part could be measured");
+    let raw = Summary::of(lat.iter().map(|l| l.raw_us))?;
+    let added = raw.minus(latency_us);
+    // Shifted by two frame intervals so that hdrhistogram sees no negative values
+    // (an answer can precede the next frame by at most one interval).
+    let shift = 2 * frame_ticks * 1_000_000 / TICKS_PER_SEC;
+    let after_next = Summary::of(
+        lat.iter()
+            .map(|l| u64::try_from(l.after_next_us + shift).unwrap_or(0)),
+    )?
+    .minus(shift as f64 + latency_us);
+    let share =
+        |f: fn(&PartLatency) -> bool| lat.iter().filter(|l| f(l)).count() as f64 / lat.len() as f64;
+    let before_next_sent = share(|l| l.before_next_sent);
+    let before_next_arrival = share(|l| l.before_next_arrival);
+    let blocked = share(|l| l.request_before_last_frame);
+    let late_by_a_frame = lat
+        .iter()
+        .filter(|l| l.raw_us as f64 - latency_us >= frame_ms * 1000.0 * 0.9)
+        .count();
+
+    // SRT alone, for the same frames' last datagrams.
+    let srt_alone = match &run.baseline {
+        Some((s, r)) => {
+            let delays = src.frames.iter().skip(warmup_frames).filter_map(|f| {
+                Some(us(r
+                    .get(f.last_datagram)?
+                    .saturating_duration_since(*s.get(f.last_datagram)?)))
+            });
+            Some(Summary::of(delays)?)
+        }
+        None => None,
+    };
+
+    let measured = lat.len();
+    let extra = parts.iter().filter(|p| !p.requested).count();
+    println!();
+    println!(
+        "dropline part-latency: {measured} parts after a {} s warm-up; SRT latency {} ms (gateway and publisher); packing {}",
+        args.warmup.as_secs_f64(),
+        args.srt_latency.as_millis(),
+        args.packing.name()
+    );
+    println!(
+        "source: testsrc2 640x360, {:.2} fps H.264 (x264 {}, GOP 30, no B-frames) + AAC 48 kHz; {} frames, {} datagrams sent",
+        1000.0 / frame_ms,
+        args.preset,
+        src.frames.len(),
+        run.sent.len()
+    );
+    let shape: Vec<String> = per_part.iter().map(|(f, n)| format!("{n} × {f}")).collect();
+    println!(
+        "parts seen: {} ({} frames each); gaps in the frame sequence: {gaps}; parts with an uneven sample duration: {uneven}",
+        parts.len(),
+        shape.join(", ")
+    );
+    println!(
+        "player: {extra} parts arrived beside the one asked for, {} blocked requests timed out (503), {} answers without a new part",
+        run.player.timeouts, run.player.empty_answers
+    );
+    println!();
+    println!("{}", Summary::header());
+    println!("{}", raw.row("answer − last packet handed to SRT (raw)"));
+    println!("{}", added.row("raw − SRT latency (gateway-added)"));
+    println!(
+        "{}",
+        after_next.row("answer − next frame's 1st packet − SRT lat.")
+    );
+    if let Some(s) = &srt_alone {
+        println!(
+            "{}",
+            s.minus(latency_us)
+                .row("SRT alone: release − send − SRT latency")
+        );
+    }
+    println!("frame interval: {frame_ms:.2} ms");
+    println!();
+    println!(
+        "answered before the next frame was sent:                         {:>6.1} %",
+        before_next_sent * 100.0
+    );
+    println!(
+        "answered before the next frame could reach the gateway (+SRT):   {:>6.1} %",
+        before_next_arrival * 100.0
+    );
+    println!(
+        "gateway-added ≥ 0.9 frame interval:                              {:>6.1} %",
+        late_by_a_frame as f64 * 100.0 / measured as f64
+    );
+    println!(
+        "blocked request was sent before the part's last frame:           {:>6.1} %",
+        blocked * 100.0
+    );
+    worst.sort_by_key(|w| std::cmp::Reverse(w.0));
+    let worst_list: Vec<String> = worst
+        .iter()
+        .take(5)
+        .map(|(raw, p)| {
+            format!(
+                "part{} (msn {} part {}, frames {}..={}) {:.2} ms",
+                p.seq,
+                p.msn,
+                p.index,
+                p.first_frame,
+                p.last_frame(),
+                *raw as f64 / 1000.0 - latency_us / 1000.0
+            )
+        })
+        .collect();
+    println!("slowest (gateway-added): {}", worst_list.join("; "));
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let fmt_load = |l: Option<f64>| l.map_or_else(|| "?".to_owned(), |l| format!("{l:.2}"));
+    println!(
+        "machine: {cores} cores, 1-min load average {} at start, {} at end",
+        fmt_load(load.0),
+        fmt_load(load.1)
+    );
+    if gateway_warnings > 0 {
+        println!(
+            "gateway logged {gateway_warnings} warnings/errors (run with --keep to read gateway.log)"
+        );
+    }
+
+    let ms = |us: f64| (us / 10.0).round() / 100.0;
+    let json = serde_json::json!({
+        "bench": "part-latency",
+        "parts": measured,
+        "srt_latency_ms": args.srt_latency.as_millis() as u64,
+        "packing": args.packing.name(),
+        "frame_ms": ms(frame_ms * 1000.0),
+        "raw": raw.json(),
+        "gateway_added": added.json(),
+        "after_next_frame_arrival": after_next.json(),
+        "srt_alone_added": srt_alone.map(|s| s.minus(latency_us).json()),
+        "answered_before_next_frame_sent": before_next_sent,
+        "answered_before_next_frame_arrival": before_next_arrival,
+        "late_by_a_frame": late_by_a_frame as f64 / measured as f64,
+        "blocked_before_last_frame": blocked,
+        "extra_parts": extra,
+        "timeouts": run.player.timeouts,
+        "mapping_gaps": gaps,
+        "cores": cores,
+        "load_start": load.0,
+        "load_end": load.1,
+    });
+
+    if let Some(path) = &args.baseline {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let base: serde_json::Value = serde_json::from_str(text.trim()).context("baseline JSON")?;
+        let ratio = |q: &str| -> Option<f64> {
+            let b = base.get("gateway_added")?.get(q)?.as_f64()?;
+            let c = json.get("gateway_added")?.get(q)?.as_f64()?;
+            (b != 0.0).then(|| c / b)
+        };
+        let fmt = |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}×"));
+        println!(
+            "gateway-added vs baseline {}: p50 {}, p90 {}, p99 {}",
+            path.display(),
+            fmt(ratio("p50_ms")),
+            fmt(ratio("p90_ms")),
+            fmt(ratio("p99_ms"))
+        );
+    }
+    println!();
+    let line = json.to_string();
+    println!("{line}");
+    if let Some(path) = &args.csv {
+        std::fs::write(path, &csv).with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, format!("{line}\n"))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    ensure!(
+        measured >= args.parts,
+        "only {measured} of {} parts could be measured ({skipped_unsent} without a sent next frame)",
+        args.parts
+    );
+    Ok(())
+}
