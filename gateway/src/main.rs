@@ -66,7 +66,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+                // srt-protocol warns once per garbage datagram; our own
+                // admission log says what matters about refused callers.
+                .unwrap_or_else(|_| "info,srt_protocol=error,srt_tokio=error".into()),
         )
         .init();
     let cli = Cli::parse();

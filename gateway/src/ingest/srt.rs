@@ -5,12 +5,20 @@
 //! - a caller with a passphrase accepted without one hits `unimplemented!()`;
 //! - a caller whose key length differs from the one we accept with, likewise.
 //!
-//! Both are rejected here before srt-tokio sees them. Should the listener task
-//! die anyway, the supervisor rebinds the same address.
+//! Both are rejected here before srt-tokio sees them, as far as its API lets
+//! us see them: a libsrt caller with a passphrase but no `pbkeylen` announces
+//! key length 0 like an unencrypted one, and srt-protocol's packet parser
+//! panics on some malformed handshake extensions before we are asked at all
+//! (see `gateway/tests/ingest_robustness.rs`). Should the listener task die,
+//! the supervisor rebinds the same address.
+//!
+//! A stream is only told about a publisher once its handshake has succeeded:
+//! a refused caller (wrong passphrase, …) never touches the stream's state.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -33,6 +41,7 @@ pub struct SrtIngest {
     config: Arc<Config>,
     hub: Hub,
     connections: Arc<AtomicUsize>,
+    claims: Claims,
 }
 
 impl SrtIngest {
@@ -45,6 +54,7 @@ impl SrtIngest {
             config,
             hub,
             connections: Arc::default(),
+            claims: Claims::default(),
         })
     }
 
@@ -81,10 +91,15 @@ impl SrtIngest {
                 Ok(l) => l,
                 Err(e) => {
                     error!("SRT listener on {} failed to start: {e}", self.addr);
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
+            backoff = Duration::from_millis(50);
             loop {
                 tokio::select! {
                     req = incoming.incoming().next() => match req {
@@ -95,8 +110,11 @@ impl SrtIngest {
                 }
             }
             // srt-tokio ends the incoming stream only when its task is gone
-            // (e.g. after a panic on a hostile handshake): serve again.
-            error!("SRT listener task ended unexpectedly; restarting it");
+            // (e.g. after a panic on a hostile handshake), and every SRT
+            // connection went with it: serve again.
+            error!(
+                "SRT listener task ended unexpectedly (all SRT connections are lost); restarting it"
+            );
         }
     }
 
@@ -107,6 +125,7 @@ impl SrtIngest {
         let config = Arc::clone(&self.config);
         let hub = self.hub.clone();
         let connections = Arc::clone(&self.connections);
+        let claims = self.claims.clone();
         tokio::spawn(
             async move {
                 let name = match parse_publish(sid.as_deref()) {
@@ -117,7 +136,8 @@ impl SrtIngest {
                         return;
                     }
                 };
-                let verdict = decide(&config, &name, req.key_size());
+                let caller_key = req.key_size();
+                let verdict = decide(&config, &name, caller_key);
                 let key_settings = match verdict {
                     Ok(k) => k,
                     Err((reason, why)) => {
@@ -128,44 +148,75 @@ impl SrtIngest {
                 };
                 let Some(_slot) = ConnectionSlot::take(&connections, config.srt.max_connections)
                 else {
-                    warn!("rejected: {} publishers already connected", config.srt.max_connections);
+                    warn!(
+                        "rejected: {} publishers already connected",
+                        config.srt.max_connections
+                    );
                     reject(req, ServerRejectReason::Overload).await;
                     return;
                 };
-                let publisher = match hub.publish(&name) {
-                    Ok(p) => p,
-                    Err(e @ PublishError::Busy(_)) => {
-                        warn!("rejected: {e}");
-                        reject(req, ServerRejectReason::Conflict).await;
+                // Declared before `publisher` so that it is released after it.
+                let Some(_claim) = claims.take(&name) else {
+                    warn!("rejected: {}", PublishError::Busy(name.clone()));
+                    reject(req, ServerRejectReason::Conflict).await;
+                    return;
+                };
+                let encrypted = key_settings.is_some();
+                let mut socket = match req.accept(key_settings).await {
+                    Ok(s) => s,
+                    Err(e) if encrypted => {
+                        // srt-tokio refuses the keys (and tells the caller);
+                        // all we get is a dropped channel.
+                        let why = if caller_key == KeySize::Unspecified {
+                            "no passphrase or a wrong passphrase"
+                        } else {
+                            "wrong passphrase"
+                        };
+                        warn!("rejected publisher for {name:?}: {why} (handshake failed: {e})");
                         return;
                     }
                     Err(e) => {
-                        warn!("rejected: {e}");
-                        reject(req, ServerRejectReason::Down).await;
+                        // Also where a caller that encrypts without announcing
+                        // a key length ends, once srt-protocol refuses it
+                        // instead of panicking (see the module docs).
+                        warn!(
+                            "rejected publisher for {name:?}: handshake failed \
+                             (does the caller use a passphrase? this stream has none): {e}"
+                        );
                         return;
                     }
                 };
-                let mut socket = match req.accept(key_settings).await {
-                    Ok(s) => s,
+                // Only now does the stream hear of this publisher. The claim
+                // makes `Busy` unlikely here; should it happen, the caller is
+                // connected already and can only be disconnected.
+                let publisher = match hub.publish(&name) {
+                    Ok(p) => p,
                     Err(e) => {
-                        // Wrong passphrase ends here (srt-tokio rejects it).
-                        warn!("handshake failed: {e}");
+                        warn!("disconnecting the publisher: {e}");
                         return;
                     }
                 };
                 info!(stream = %name, "publisher connected");
-                while let Some(item) = socket.next().await {
+                loop {
+                    let item = tokio::select! {
+                        item = socket.next() => item,
+                        () = publisher.closed() => {
+                            info!("stream dropped the publisher");
+                            break;
+                        }
+                    };
                     match item {
-                        Ok((_, datagram)) => {
+                        Some(Ok((_, datagram))) => {
                             if publisher.send(datagram).await.is_err() {
                                 info!("stream dropped the publisher");
                                 break;
                             }
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             debug!("receive error: {e}");
                             break;
                         }
+                        None => break,
                     }
                 }
                 info!(stream = %name, "publisher disconnected");
@@ -177,9 +228,17 @@ impl SrtIngest {
 
 /// Decides how to accept a caller, or why to reject it.
 ///
-/// `caller_key` is the key length the caller announced (`Unspecified` without
-/// a passphrase). Accepting must use exactly that length, and must not accept
-/// an encrypting caller without keys: srt-tokio panics in both cases.
+/// `caller_key` is the key length the caller announced. Accepting must use
+/// exactly that length, and must not accept an encrypting caller without
+/// keys: srt-tokio panics in both cases.
+///
+/// `Unspecified` means either "no encryption" or "encryption with the
+/// default key length": libsrt callers with a passphrase but no `pbkeylen`
+/// (ffmpeg's and OBS's default) announce 0 and send 16-byte key material.
+/// For a stream with a passphrase we therefore accept with an unspecified
+/// length too: srt-tokio then unwraps 16-byte keys, refuses a wrong
+/// passphrase (`BadSecret`) and refuses a caller without key material
+/// (`Unsecure`), all without panicking.
 fn decide(
     config: &Config,
     name: &str,
@@ -187,17 +246,16 @@ fn decide(
 ) -> Result<Option<KeySettings>, (ServerRejectReason, String)> {
     let listed = config.streams.contains_key(name);
     if !listed && !config.srt.allow_unlisted_streams {
-        return Err((ServerRejectReason::Notfound, "unknown stream name".to_owned()));
+        return Err((
+            ServerRejectReason::Notfound,
+            "unknown stream name".to_owned(),
+        ));
     }
     match (config.passphrase(name), caller_key) {
         (None, KeySize::Unspecified) => Ok(None),
         (None, _) => Err((
             ServerRejectReason::Unauthorized,
             "caller encrypts but the stream has no passphrase".to_owned(),
-        )),
-        (Some(_), KeySize::Unspecified) => Err((
-            ServerRejectReason::Unauthorized,
-            "stream requires a passphrase".to_owned(),
         )),
         (Some(p), key_size) => {
             let passphrase = Passphrase::try_from(p.to_owned()).map_err(|e| {
@@ -226,7 +284,9 @@ struct ConnectionSlot(Arc<AtomicUsize>);
 impl ConnectionSlot {
     fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
         count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Self(Arc::clone(count)))
     }
@@ -235,6 +295,35 @@ impl ConnectionSlot {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Stream names with an SRT publisher being admitted or connected: lets a
+/// second publisher be refused (`Conflict`) before its handshake completes,
+/// without telling the stream about a publisher that may never connect.
+#[derive(Clone, Default)]
+struct Claims(Arc<Mutex<HashSet<String>>>);
+
+/// Holds a name in [`Claims`] while alive.
+struct Claim {
+    claims: Claims,
+    name: String,
+}
+
+impl Claims {
+    fn take(&self, name: &str) -> Option<Claim> {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.insert(name.to_owned()).then(|| Claim {
+            claims: self.clone(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut set = self.claims.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.remove(&self.name);
     }
 }
 
@@ -258,13 +347,21 @@ mod tests {
     #[test]
     fn decisions_avoid_srt_tokio_panics() {
         let open = config(None, true);
-        assert!(matches!(decide(&open, "show", KeySize::Unspecified), Ok(None)));
+        assert!(matches!(
+            decide(&open, "show", KeySize::Unspecified),
+            Ok(None)
+        ));
         // Caller encrypts, we have no key: srt-tokio would hit unimplemented!().
         assert!(decide(&open, "show", KeySize::AES128).is_err());
         let locked = config(Some("0123456789abc"), true);
-        assert!(decide(&locked, "show", KeySize::Unspecified).is_err());
-        // We accept with the caller's key length, never a different one.
-        for ks in [KeySize::AES128, KeySize::AES192, KeySize::AES256] {
+        // We accept with the caller's key length, never a different one
+        // (an unspecified length is libsrt's default, 16 bytes).
+        for ks in [
+            KeySize::Unspecified,
+            KeySize::AES128,
+            KeySize::AES192,
+            KeySize::AES256,
+        ] {
             let k = decide(&locked, "show", ks).unwrap().unwrap();
             assert_eq!(k.key_size, ks);
         }
@@ -281,5 +378,15 @@ mod tests {
         assert!(ConnectionSlot::take(&n, 2).is_none());
         drop(a);
         assert!(ConnectionSlot::take(&n, 2).is_some());
+    }
+
+    #[test]
+    fn a_name_is_claimed_once_at_a_time() {
+        let claims = Claims::default();
+        let a = claims.take("show").unwrap();
+        assert!(claims.take("show").is_none());
+        assert!(claims.take("other").is_some());
+        drop(a);
+        assert!(claims.take("show").is_some());
     }
 }

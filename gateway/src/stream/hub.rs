@@ -47,6 +47,12 @@ impl Publisher {
     pub async fn send(&self, datagram: Bytes) -> Result<(), ()> {
         self.data.send(datagram).await.map_err(|_| ())
     }
+
+    /// Resolves when the stream has dropped this publisher, so an idle caller
+    /// is disconnected without waiting for its next datagram.
+    pub async fn closed(&self) {
+        self.data.closed().await;
+    }
 }
 
 impl Drop for Publisher {

@@ -65,7 +65,8 @@ pub(super) fn spawn(
         had_publisher: false,
     };
     let flag = Arc::clone(&publishing);
-    let span = info_span!("stream", name = %name);
+    // A root span: the stream outlives the connection that started it.
+    let span = info_span!(parent: None, "stream", name = %name);
     let name = name.to_owned();
     let supervised = tokio::spawn(task.run(control).instrument(span));
     // A panic ends this stream only; the registry entry goes with it.
