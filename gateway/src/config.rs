@@ -117,7 +117,10 @@ pub struct StreamConfig {
 impl fmt::Debug for StreamConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamConfig")
-            .field("passphrase", &self.passphrase.as_ref().map(|_| "<redacted>"))
+            .field(
+                "passphrase",
+                &self.passphrase.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -273,14 +276,16 @@ mod tests {
 
     #[test]
     fn file_then_env_override() {
-        let f = write(
-            "[hls]\npart_target_ms = 250\n[streams.show]\npassphrase = \"0123456789ab\"\n",
-        );
+        let f =
+            write("[hls]\npart_target_ms = 250\n[streams.show]\npassphrase = \"0123456789ab\"\n");
         let cfg = Config::load(
             Some(f.path()),
             [
                 ("DROPLINE_HLS_PART_TARGET_MS".into(), "300".into()),
-                ("DROPLINE_STREAM_SHOW_PASSPHRASE".into(), "fromtheenv!".into()),
+                (
+                    "DROPLINE_STREAM_SHOW_PASSPHRASE".into(),
+                    "fromtheenv!".into(),
+                ),
                 ("DROPLINE_BIN".into(), "ignored".into()),
                 ("HOME".into(), "/root".into()),
             ],
@@ -309,7 +314,12 @@ mod tests {
         assert!(err.contains("DROPLINE_SRT_LISTEN"), "{err}");
         let mut cfg = Config::default();
         cfg.hls.part_target_ms = 5;
-        assert!(cfg.validate().unwrap_err().to_string().contains("hls.part_target_ms"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("hls.part_target_ms")
+        );
         cfg = Config::default();
         cfg.streams.insert(
             "x".into(),

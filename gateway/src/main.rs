@@ -143,7 +143,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Duration::from_millis(cfg.hls.segment_duration_ms / 2),
             )
             .context("starting the test source")?;
-            info!("test source publishing as {name:?}: open http://{}/?stream={name}", loopback_of(http_addr));
+            info!(
+                "test source publishing as {name:?}: open http://{}/?stream={name}",
+                loopback_of(http_addr)
+            );
             Some(source)
         }
         None => None,

@@ -77,7 +77,8 @@ impl Fixture {
         self.next_seq += 1;
         self.index += 1;
         if self.index == 4 {
-            self.rendition.complete_segment(MediaTime::from_millis(2000));
+            self.rendition
+                .complete_segment(MediaTime::from_millis(2000));
             self.index = 0;
             self.msn += 1;
         }
@@ -99,7 +100,10 @@ impl Fixture {
         }));
     }
 
-    fn get(&self, uri: &str) -> impl Future<Output = (StatusCode, axum::http::HeaderMap, String)> + use<> {
+    fn get(
+        &self,
+        uri: &str,
+    ) -> impl Future<Output = (StatusCode, axum::http::HeaderMap, String)> + use<> {
         let req = Request::get(uri)
             .header(header::ORIGIN, "https://player.example")
             .body(Body::empty())
@@ -126,8 +130,14 @@ async fn playlists_parts_and_headers() {
     assert_eq!(h[header::CONTENT_TYPE], "application/vnd.apple.mpegurl");
     assert_eq!(h[header::CACHE_CONTROL], "public, max-age=1");
     assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
-    assert!(body.contains("#EXT-X-PART:DURATION=0.5,URI=\"part105.m4s\""), "{body}");
-    assert!(body.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part106.m4s\""), "{body}");
+    assert!(
+        body.contains("#EXT-X-PART:DURATION=0.5,URI=\"part105.m4s\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part106.m4s\""),
+        "{body}"
+    );
 
     let (status, h, body) = f.get("/show/index.m3u8").await;
     assert_eq!(status, StatusCode::OK);
@@ -228,7 +238,9 @@ async fn blocking_reload_times_out_with_503() {
     let mut f = Fixture::new();
     f.push_part();
     let started = tokio::time::Instant::now();
-    let (status, _, _) = f.get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=0").await;
+    let (status, _, _) = f
+        .get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=0")
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     // Three target durations of virtual time.
     assert_eq!(started.elapsed().as_secs(), 6);
@@ -255,7 +267,9 @@ async fn ended_stream_ignores_directives() {
     f.push_part();
     f.rendition.end(Some(MediaTime::from_millis(500)));
     f.publish();
-    let (status, _, body) = f.get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=3").await;
+    let (status, _, body) = f
+        .get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=3")
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("#EXT-X-ENDLIST"));
     assert!(!body.contains("PRELOAD-HINT"));

@@ -9,7 +9,7 @@ pub mod blocking;
 pub mod cmaf;
 pub mod directives;
 pub mod playlist;
-pub mod segmenter;
 pub mod rendition;
 pub mod sample;
+pub mod segmenter;
 pub mod units;

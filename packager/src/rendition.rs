@@ -185,7 +185,9 @@ impl Rendition {
         if inits.last().is_some_and(|(_, b)| *b == init) {
             return;
         }
-        let id = inits.last().map_or(InitId(0), |(i, _)| InitId(i.0.wrapping_add(1)));
+        let id = inits
+            .last()
+            .map_or(InitId(0), |(i, _)| InitId(i.0.wrapping_add(1)));
         inits.push((id, init));
     }
 
@@ -237,7 +239,12 @@ impl Rendition {
     fn evict(&mut self) {
         while self.snapshot.segments.len() > self.retention.segments {
             let old = self.snapshot.segments.remove(0);
-            if self.snapshot.segments.first().is_some_and(|s| s.discontinuity) {
+            if self
+                .snapshot
+                .segments
+                .first()
+                .is_some_and(|s| s.discontinuity)
+            {
                 self.snapshot.discontinuity_sequence += 1;
             }
             for p in &old.parts {
@@ -294,7 +301,11 @@ mod tests {
             target_duration_secs: 1,
             part_target: MediaTime::from_millis(500),
         };
-        Rendition::new(params, Bytes::from_static(b"init"), Retention { segments: window })
+        Rendition::new(
+            params,
+            Bytes::from_static(b"init"),
+            Retention { segments: window },
+        )
     }
 
     /// Pushes segment `msn` with two parts and completes it.

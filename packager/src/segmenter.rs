@@ -224,7 +224,8 @@ impl Segmenter {
             && !self.probe.is_empty()
             && let Err(e) = self.start_grid()
         {
-            self.out.push_back(Output::Warning(format!("last samples: {e}")));
+            self.out
+                .push_back(Output::Warning(format!("last samples: {e}")));
         }
         drop(self.finish_segment());
     }
@@ -299,7 +300,10 @@ impl Segmenter {
             .collect();
         let gop = match keys.as_slice() {
             [a, b, ..] => *b - *a,
-            _ => video.last().zip(video.first()).map_or(MAX_PROBE, |(l, f)| *l - *f + frame),
+            _ => video
+                .last()
+                .zip(video.first())
+                .map_or(MAX_PROBE, |(l, f)| *l - *f + frame),
         };
         let frames = ((self.config.part_target.0 + frame.0 / 2) / frame.0).max(1);
         let part = MediaTime(frames * frame.0);
@@ -382,7 +386,10 @@ impl Segmenter {
     }
 
     fn place_video(&mut self, grid: Grid, sample: Sample) -> Result<(), SegmenterError> {
-        let slot = sample.dts.0.div_euclid(self.config.segment_duration.0.max(1));
+        let slot = sample
+            .dts
+            .0
+            .div_euclid(self.config.segment_duration.0.max(1));
         let new_segment = sample.keyframe && self.segment.as_ref().is_none_or(|s| slot > s.slot);
         if new_segment {
             if self.init_dirty {
@@ -559,7 +566,8 @@ impl Segmenter {
     /// Closes the open segment; returns audio that no part carried yet.
     fn finish_segment(&mut self) -> Vec<Sample> {
         if let Err(e) = self.publish_part(None) {
-            self.out.push_back(Output::Warning(format!("last part: {e}")));
+            self.out
+                .push_back(Output::Warning(format!("last part: {e}")));
         }
         let Some(seg) = self.segment.take() else {
             return Vec::new();

@@ -93,7 +93,11 @@ impl MediaTime {
         let num = i128::from(self.0) * i128::from(timescale);
         let den = i128::from(TS_TIMESCALE);
         // Round half away from zero so that negative times are symmetric.
-        let q = if num >= 0 { (num + den / 2) / den } else { (num - den / 2) / den };
+        let q = if num >= 0 {
+            (num + den / 2) / den
+        } else {
+            (num - den / 2) / den
+        };
         i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
     }
 }
@@ -164,7 +168,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     // d is in 1..=31 and m in 1..=12 by construction.
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 #[cfg(test)]

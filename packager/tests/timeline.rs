@@ -123,7 +123,11 @@ fn drain(seg: &mut Segmenter, tl: &mut Timeline, pushed: usize) {
                     tl.segments.push((o, Vec::new(), None));
                 }
                 tl.part_pushed_at.push(pushed);
-                tl.segments.last_mut().expect("part before segment").1.push(part);
+                tl.segments
+                    .last_mut()
+                    .expect("part before segment")
+                    .1
+                    .push(part);
             }
             Output::SegmentEnd { duration } => {
                 tl.segments.last_mut().expect("end before segment").2 = Some(duration);
@@ -143,17 +147,31 @@ fn check(tl: &Timeline) {
             // MSNs count up by one.
             assert_eq!(open.msn, tl.segments[i - 1].0.msn.next());
         }
-        assert!(parts[0].independent, "segment {} starts without a keyframe", open.msn);
+        assert!(
+            parts[0].independent,
+            "segment {} starts without a keyframe",
+            open.msn
+        );
         for (j, p) in parts.iter().enumerate() {
             assert_eq!(p.index, PartIndex(u32::try_from(j).unwrap()));
             // rfc8216bis §4.4.4.9: part durations ≤ PART-TARGET …
-            assert!(p.duration <= pt, "part {:?} {:?} > {:?}", p.seq, p.duration, pt);
+            assert!(
+                p.duration <= pt,
+                "part {:?} {:?} > {:?}",
+                p.seq,
+                p.duration,
+                pt
+            );
             // … and, but for a segment's last part, ≥ 85 % of it.
             if j + 1 < parts.len() {
                 assert!(p.duration.0 * 100 >= pt.0 * 85, "short part {:?}", p.seq);
             }
             if let Some(prev) = last_seq {
-                assert_eq!(p.seq, packager::units::PartSeq(prev + 1), "part numbers are consecutive");
+                assert_eq!(
+                    p.seq,
+                    packager::units::PartSeq(prev + 1),
+                    "part numbers are consecutive"
+                );
             }
             last_seq = Some(p.seq.0);
         }
@@ -162,7 +180,11 @@ fn check(tl: &Timeline) {
             assert_eq!(*d, sum, "EXTINF is the sum of the parts");
             // rfc8216bis §4.4.3.1: EXTINF rounded to the nearest integer ≤ TARGETDURATION.
             let rounded = (d.0 + 45_000) / 90_000;
-            assert!(rounded <= i64::from(params.target_duration_secs), "segment {} too long: {d:?}", open.msn);
+            assert!(
+                rounded <= i64::from(params.target_duration_secs),
+                "segment {} too long: {d:?}",
+                open.msn
+            );
         }
     }
 }
@@ -199,9 +221,18 @@ fn parts_are_published_with_their_last_frame() {
     check(&tl);
     // Without audio every sample is a frame: part k (6 frames) is out as soon as
     // frame 6k+6 — which includes the held probe for the first second.
-    let steady: Vec<usize> = tl.part_pushed_at.iter().copied().filter(|n| *n > 31).collect();
+    let steady: Vec<usize> = tl
+        .part_pushed_at
+        .iter()
+        .copied()
+        .filter(|n| *n > 31)
+        .collect();
     for w in steady.windows(2) {
-        assert_eq!(w[1] - w[0], 6, "a part per 6 frames, published on its last frame");
+        assert_eq!(
+            w[1] - w[0],
+            6,
+            "a part per 6 frames, published on its last frame"
+        );
         assert_eq!(w[1] % 6, 0);
     }
 }
@@ -265,7 +296,10 @@ fn reconnect_continues_numbering_with_a_discontinuity() {
     assert_eq!(first_new.msn, last_msn.next());
     assert!(first_new.discontinuity);
     assert!(tl.segments[before + 1..].iter().all(|s| !s.0.discontinuity));
-    assert!(tl.segments[before - 1].2.is_some(), "the old segment was closed");
+    assert!(
+        tl.segments[before - 1].2.is_some(),
+        "the old segment was closed"
+    );
 }
 
 #[test]
@@ -306,12 +340,24 @@ fn audio_is_carried_and_nothing_before_the_first_keyframe() {
     seg.finish();
     drain(&mut seg, &mut tl, 900);
     check(&tl);
-    assert!(tl.segments.iter().all(|s| s.2.is_some()), "finish closes the last segment");
+    assert!(
+        tl.segments.iter().all(|s| s.2.is_some()),
+        "finish closes the last segment"
+    );
     let first_pdt = tl.segments[0].0.program_date_time;
     let second_pdt = tl.segments[1].0.program_date_time;
     let span = tl.segments[0].2.unwrap();
-    assert_eq!(second_pdt.0 - first_pdt.0, span.as_micros(), "PDT follows media time");
-    let bytes: usize = tl.segments.iter().flat_map(|s| &s.1).map(|p| p.data.len()).sum();
+    assert_eq!(
+        second_pdt.0 - first_pdt.0,
+        span.as_micros(),
+        "PDT follows media time"
+    );
+    let bytes: usize = tl
+        .segments
+        .iter()
+        .flat_map(|s| &s.1)
+        .map(|p| p.data.len())
+        .sum();
     assert!(bytes > 0);
 }
 

@@ -179,7 +179,11 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
             }
             // The stream task is gone: answer with what we have.
             Ok(Err(_)) => break,
-            Err(_) => return Err(HlsError::Timeout { target_duration: td }),
+            Err(_) => {
+                return Err(HlsError::Timeout {
+                    target_duration: td,
+                });
+            }
         }
     }
     let opts = MediaRenderOptions::for_params(&r.params);
@@ -188,7 +192,10 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
 }
 
 /// Serves part `seq`; the hinted next part is answered as soon as it exists.
-async fn part(watch: &mut StreamWatch, seq: packager::units::PartSeq) -> Result<Response, HlsError> {
+async fn part(
+    watch: &mut StreamWatch,
+    seq: packager::units::PartSeq,
+) -> Result<Response, HlsError> {
     let start = Instant::now();
     let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
     let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);
@@ -198,7 +205,9 @@ async fn part(watch: &mut StreamWatch, seq: packager::units::PartSeq) -> Result<
         }
         // Only the hinted part (or, racing a reload, the one after it) is
         // worth waiting for; anything else is unknown.
-        let awaited = r.next_part.is_some_and(|next| seq >= next && seq.0 <= next.0 + 1);
+        let awaited = r
+            .next_part
+            .is_some_and(|next| seq >= next && seq.0 <= next.0 + 1);
         if !awaited {
             return Err(HlsError::NotFound);
         }
@@ -233,7 +242,10 @@ fn cache_secs(target_duration: u32, blocking: bool) -> String {
 fn playlist_response(body: String, cache: String) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PLAYLIST_TYPE),
+    );
     if let Ok(v) = HeaderValue::from_str(&cache) {
         h.insert(header::CACHE_CONTROL, v);
     }

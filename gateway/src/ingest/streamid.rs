@@ -20,10 +20,16 @@ impl std::fmt::Display for StreamIdError {
         match self {
             Self::Missing => write!(f, "no stream id: use streamid=publish:NAME"),
             Self::NotPublish(m) => {
-                write!(f, "mode {m:?} is not supported: only publishing (publish:NAME)")
+                write!(
+                    f,
+                    "mode {m:?} is not supported: only publishing (publish:NAME)"
+                )
             }
             Self::BadName(n) => write!(f, "stream name {n:?} is not 1-64 of [A-Za-z0-9_-]"),
-            Self::Malformed(s) => write!(f, "stream id {s:?} is neither publish:NAME nor #!::r=NAME,m=publish"),
+            Self::Malformed(s) => write!(
+                f,
+                "stream id {s:?} is neither publish:NAME nor #!::r=NAME,m=publish"
+            ),
         }
     }
 }
@@ -83,14 +89,29 @@ mod tests {
         let err = |s: Option<&str>| parse_publish(s).unwrap_err();
         assert_eq!(err(None), StreamIdError::Missing);
         assert_eq!(err(Some("")), StreamIdError::Missing);
-        assert_eq!(err(Some("read:show")), StreamIdError::NotPublish("read".into()));
-        assert_eq!(err(Some("#!::r=show")), StreamIdError::NotPublish("request".into()));
+        assert_eq!(
+            err(Some("read:show")),
+            StreamIdError::NotPublish("read".into())
+        );
+        assert_eq!(
+            err(Some("#!::r=show")),
+            StreamIdError::NotPublish("request".into())
+        );
         assert!(matches!(err(Some("publish:")), StreamIdError::BadName(_)));
-        assert!(matches!(err(Some("publish:a/b")), StreamIdError::BadName(_)));
-        assert!(matches!(err(Some("publish:../x")), StreamIdError::BadName(_)));
+        assert!(matches!(
+            err(Some("publish:a/b")),
+            StreamIdError::BadName(_)
+        ));
+        assert!(matches!(
+            err(Some("publish:../x")),
+            StreamIdError::BadName(_)
+        ));
         assert!(matches!(err(Some("show")), StreamIdError::Malformed(_)));
         assert!(matches!(err(Some("#!::r")), StreamIdError::Malformed(_)));
-        assert!(matches!(err(Some("#!::m=publish")), StreamIdError::Malformed(_)));
+        assert!(matches!(
+            err(Some("#!::m=publish")),
+            StreamIdError::Malformed(_)
+        ));
         let long = format!("publish:{}", "a".repeat(65));
         assert!(matches!(err(Some(&long)), StreamIdError::BadName(_)));
     }

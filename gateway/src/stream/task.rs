@@ -170,7 +170,8 @@ impl StreamTask {
                 },
             }
         }
-        self.snapshots.send_modify(|s| Arc::make_mut(s).closed = true);
+        self.snapshots
+            .send_modify(|s| Arc::make_mut(s).closed = true);
         debug!("stream task exits");
     }
 

@@ -149,7 +149,9 @@ impl Builder {
     fn live(&self, discontinuity_sequence: u64) -> RenditionSnapshot {
         RenditionSnapshot {
             params: self.params,
-            inits: (0..=self.init.0).map(|i| (InitId(i), Bytes::new())).collect(),
+            inits: (0..=self.init.0)
+                .map(|i| (InitId(i), Bytes::new()))
+                .collect(),
             discontinuity_sequence,
             segments: self.segments.clone(),
             open: self.open.clone(),

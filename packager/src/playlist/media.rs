@@ -303,7 +303,13 @@ impl fmt::Display for MediaPlaylist<'_> {
             .map(|seg| seg.init)
             .or_else(|| self.open().map(|o| o.init))
             .unwrap_or_else(|| s.current_init());
-        writeln!(f, "{}", Map { uri: &ObjectName::Init(init).to_string() })?;
+        writeln!(
+            f,
+            "{}",
+            Map {
+                uri: &ObjectName::Init(init).to_string()
+            }
+        )?;
 
         let parts_from = self.part_window_start();
         let mut first = true;
@@ -316,7 +322,13 @@ impl fmt::Display for MediaPlaylist<'_> {
             // tag"; a new one follows the discontinuity that brought new codecs.
             if seg.init != init {
                 init = seg.init;
-                writeln!(f, "{}", Map { uri: &ObjectName::Init(init).to_string() })?;
+                writeln!(
+                    f,
+                    "{}",
+                    Map {
+                        uri: &ObjectName::Init(init).to_string()
+                    }
+                )?;
             }
             // rfc8216bis §4.4.4.9: "When the Media Segment Tags (Section 4.4.4)
             // EXT-X-DISCONTINUITY, EXT-X-KEY, EXT-X-MAP, or EXT-X-PROGRAM-DATE-TIME
@@ -337,7 +349,13 @@ impl fmt::Display for MediaPlaylist<'_> {
                 writeln!(f, "{Discontinuity}")?;
             }
             if open.init != init {
-                writeln!(f, "{}", Map { uri: &ObjectName::Init(open.init).to_string() })?;
+                writeln!(
+                    f,
+                    "{}",
+                    Map {
+                        uri: &ObjectName::Init(open.init).to_string()
+                    }
+                )?;
             }
             writeln!(f, "{}", ProgramDateTime(open.program_date_time))?;
             for part in &open.parts {
