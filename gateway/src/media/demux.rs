@@ -1,35 +1,46 @@
 //! MPEG-TS (as it arrives over SRT) → codec descriptions and access units.
 //!
 //! ```text
-//! appsrc (video/mpegts, live, bytes) ! tsdemux
-//!   tsdemux.video_* ! h264parse config-interval=-1
-//!                   ! video/x-h264,stream-format=avc,alignment=au ! appsink
-//!   tsdemux.audio_* ! aacparse ! audio/mpeg,stream-format=raw ! appsink
-//!   any other pad   ! fakesink
+//! bytes → ts_demux (ours, sans-IO: PAT/PMT, PES reassembly, timestamps)
+//!   H.264 PES → appsrc (video/x-h264,stream-format=byte-stream,alignment=au)
+//!             ! h264parse config-interval=-1
+//!             ! video/x-h264,stream-format=avc,alignment=au ! appsink
+//!   ADTS PES  → appsrc (audio/mpeg,mpegversion=4,stream-format=adts)
+//!             ! aacparse ! audio/mpeg,stream-format=raw ! appsink
 //! ```
 //!
-//! There is no queue: everything after `appsrc` runs on its one streaming
+//! GStreamer parses the elementary streams; the TS layer is ours because
+//! `tsdemux` outputs a video PES (whose `PES_packet_length` is 0) only when
+//! the next one starts, one frame interval after its last byte, and rewrites
+//! its timestamps. `ts_demux` releases a PES on the packet that ends it (see
+//! its docs) and hands over the encoder's PTS/DTS, unwrapped past 2^33, so
+//! segment numbers derived from media time survive a reconnect.
+//!
+//! One PES is one buffer: encoders put one access unit in each video PES, so
+//! the `alignment=au` caps let `h264parse` output each frame at once instead
+//! of waiting for the next frame's first NAL unit. An audio PES may hold
+//! several ADTS frames; `aacparse` splits them and interpolates their times.
+//! A branch is built when its first PES arrives: a parser that reaches EOS
+//! without ever seeing data posts an error.
+//!
+//! Timestamps cross GStreamer as nanoseconds: ticks (shifted by
+//! [`TICKS_BIAS`] so they are never negative) → ns truncated → ticks rounded
+//! is exact.
+//!
+//! There is no queue: after each `appsrc` everything runs on its streaming
 //! thread, and the appsink callbacks turn samples into [`MediaEvent`]s with
 //! `try_send` on a bounded channel, so a slow consumer costs dropped events
 //! (counted), never a blocked pipeline. The bus is read by a sync handler on
 //! the posting thread, so no runtime or extra thread is needed.
 //!
-//! Timestamps: `tsdemux` rebases them on the first PCR it sees (the first
-//! frame comes out near 0.7 s whatever the encoder wrote) and no property
-//! turns that off; `pes_tap` puts the encoder's PTS/DTS back, unwrapped past
-//! 2^33, so segment numbers derived from media time survive a reconnect.
-//!
 //! Latency (`latency_report` below: 720p30 at 2.5 Mb/s pushed in real time in
-//! 1316-byte datagrams, release build): from the push that lets `tsdemux`
-//! output a frame to the appsink callback, p50 0.2 ms, p99 under 5 ms.
-//! `tsdemux` outputs a PES whose `PES_packet_length` is 0 (the norm for video:
-//! ffmpeg, x264-based encoders and `mpegtsmux` all write 0) only when the next
-//! PES on that PID starts, so a frame leaves one frame interval after its last
-//! byte unless that byte shares a datagram with the next frame's first one
-//! (muxers that fill whole datagrams often make the sender wait the same
-//! interval anyway). No `tsdemux` property changes that: `latency` only
-//! answers the latency query. Without the caps rewrite in `au_aligned_caps`,
-//! `h264parse` waits for the next frame as well (measured: +33 ms).
+//! 1316-byte datagrams, release build): from the push of a frame's last byte
+//! to the appsink callback, p50 0.2 ms, p99 3.4 ms (with `tsdemux` it was one
+//! frame interval). Frames that end exactly on a TS packet boundary carry no
+//! stuffing and still wait for the next PES start (about 1 % of ffmpeg's
+//! frames: the max stays at one frame interval). `bench` part-latency, 200
+//! parts: gateway-added p50 35.4 → 2.1 ms, p99 41.2 → 35.7 ms (the p99 is
+//! those boundary frames).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -43,16 +54,22 @@ use packager::sample::{Codec, Sample, TrackKind};
 use packager::units::{MediaTime, WallTime};
 use tokio::sync::mpsc;
 
-use super::pes_tap::{Observed, PesTap, Timeline, fingerprint};
+use super::ts_demux::{Pes, Stats, TsDemux};
 use super::{MediaError, init, make_element};
 
 /// Events buffered between the streaming thread and the consumer
 /// (about 10 s of 30 fps video plus its audio).
 const EVENT_CAPACITY: usize = 1024;
-/// Bytes `appsrc` may hold before it drops new input (a stalled pipeline).
+/// Bytes each `appsrc` may hold before it drops new input (a stalled pipeline).
 const APPSRC_MAX_BYTES: u64 = 8 << 20;
 /// How long a demuxer dropped after `finish` may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Added to timestamps inside GStreamer, whose times are unsigned: the
+/// timeline starts in [0, 2^33) and may step back a little (B-frames, a
+/// smoothed discontinuity) but never by 2^33 ticks (26.5 h).
+const TICKS_BIAS: i64 = 1 << 33;
+const NS_PER_SEC: i128 = 1_000_000_000;
+const TICKS_PER_SEC: i128 = 90_000;
 
 /// What the demuxer reports, in stream order.
 #[derive(Debug)]
@@ -73,11 +90,6 @@ struct Shared {
     stream: String,
     tx: mpsc::Sender<MediaEvent>,
     dropped: AtomicU64,
-    video_linked: AtomicBool,
-    audio_linked: AtomicBool,
-    /// Original timestamps, see `pes_tap`.
-    tap: Mutex<PesTap>,
-    time: Mutex<Timeline>,
     /// `finish` was called: dropping the handle lets the pipeline drain.
     finished: AtomicBool,
     /// The pipeline has delivered its last event (EOS or a fatal error).
@@ -118,28 +130,6 @@ impl Shared {
             }
             // Nobody listens any more; the owner will drop the pipeline.
             Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Pad probe on a `tsdemux` source pad (one PES per buffer): finds the
-    /// PES in the tap and checks the track's timeline against its header.
-    fn observe_pes(&self, kind: TrackKind, pid: u16, buf: &gst::BufferRef) {
-        let Some(out) = buf.pts() else { return };
-        let Ok(map) = buf.map_readable() else { return };
-        let hash = fingerprint(map.as_slice());
-        let found = lock(&self.tap).take_match(pid, map.len(), hash);
-        let Some(print) = found else {
-            tracing::trace!(stream = %self.stream, pid, "PES not found in the tap");
-            return;
-        };
-        match lock(&self.time).observe(kind, out.nseconds(), print.pts) {
-            Observed::Anchored => tracing::debug!(stream = %self.stream, ?kind, pid,
-                raw_pts = print.pts, tsdemux_ns = out.nseconds(), "timeline anchored on the original PTS"),
-            Observed::Corrected(ticks) => tracing::debug!(stream = %self.stream, ?kind, ticks,
-                "timeline corrected"),
-            Observed::Jumped(ticks) => tracing::info!(stream = %self.stream, ?kind, ticks,
-                "source timestamps jumped; keeping a continuous timeline"),
-            Observed::Same | Observed::Unmapped => {}
         }
     }
 
@@ -192,10 +182,21 @@ impl MediaEvent {
     }
 }
 
+/// The TS demultiplexer and the branches it feeds; one lock, so PES enter
+/// their `appsrc` in stream order.
+struct Input {
+    ts: TsDemux,
+    video: Option<gst_app::AppSrc>,
+    audio: Option<gst_app::AppSrc>,
+    /// Damage counters already logged.
+    reported: Stats,
+    finished: bool,
+}
+
 /// Demuxes one ingest stream; owns its pipeline, which stops when this drops.
 pub struct Demuxer {
     pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
+    input: Mutex<Input>,
     shared: Arc<Shared>,
 }
 
@@ -212,70 +213,23 @@ impl Demuxer {
     /// until the demuxer is dropped.
     pub fn new(stream_name: &str) -> Result<(Self, mpsc::Receiver<MediaEvent>), MediaError> {
         init()?;
+        // Fail now, not at the first PES, when a plugin is missing.
+        for factory in ["appsrc", "h264parse", "aacparse", "capsfilter", "appsink"] {
+            if gst::ElementFactory::find(factory).is_none() {
+                return Err(MediaError::MissingElement(factory));
+            }
+        }
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let shared = Arc::new(Shared {
             stream: stream_name.to_owned(),
             tx,
             dropped: AtomicU64::new(0),
-            video_linked: AtomicBool::new(false),
-            audio_linked: AtomicBool::new(false),
-            tap: Mutex::new(PesTap::default()),
-            time: Mutex::new(Timeline::default()),
             finished: AtomicBool::new(false),
             done: Mutex::new(false),
             done_cv: Condvar::new(),
         });
 
         let pipeline = gst::Pipeline::with_name(&format!("demux-{stream_name}"));
-        let caps = gst::Caps::builder("video/mpegts")
-            .field("systemstream", true)
-            .field("packetsize", 188i32)
-            .build();
-        let src = gst_app::AppSrc::builder()
-            .name("src")
-            .caps(&caps)
-            .format(gst::Format::Bytes)
-            .is_live(true)
-            .stream_type(gst_app::AppStreamType::Stream)
-            .max_bytes(APPSRC_MAX_BYTES)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .build();
-        let tsdemux = make_element("tsdemux")?;
-        pipeline
-            .add_many([src.upcast_ref(), &tsdemux])
-            .map_err(|e| MediaError::Build(e.to_string()))?;
-        src.link(&tsdemux)
-            .map_err(|e| MediaError::Build(e.to_string()))?;
-
-        // With no source pad there is no sink to report EOS on the bus; say
-        // what happened instead of leaving the consumer waiting.
-        if let Some(sinkpad) = tsdemux.static_pad("sink") {
-            let sh = Arc::clone(&shared);
-            sinkpad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-                if let Some(ev) = info.event()
-                    && ev.type_() == gst::EventType::Eos
-                    && pad.parent_element().is_none_or(|e| e.num_src_pads() == 0)
-                {
-                    sh.send(MediaEvent::Error(MediaError::NoProgram));
-                    sh.mark_done();
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
-
-        let weak_pipeline = pipeline.downgrade();
-        let sh = Arc::clone(&shared);
-        tsdemux.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak_pipeline.upgrade() else {
-                return;
-            };
-            if let Err(e) = on_pad_added(&pipeline, pad, &sh) {
-                tracing::warn!(stream = %sh.stream, pad = %pad.name(), error = %e,
-                    "cannot link demuxer pad");
-                sh.send(MediaEvent::Error(e));
-            }
-        });
-
         if let Some(bus) = pipeline.bus() {
             let sh = Arc::clone(&shared);
             bus.set_sync_handler(move |_, msg| {
@@ -283,28 +237,33 @@ impl Demuxer {
                 gst::BusSyncReply::Drop
             });
         }
-
-        let demuxer = Self {
-            pipeline,
-            src,
-            shared,
-        };
-        demuxer
-            .pipeline
+        pipeline
             .set_state(gst::State::Playing)
             .map_err(MediaError::StateChange)?;
+        let demuxer = Self {
+            pipeline,
+            input: Mutex::new(Input {
+                ts: TsDemux::default(),
+                video: None,
+                audio: None,
+                reported: Stats::default(),
+                finished: false,
+            }),
+            shared,
+        };
         Ok((demuxer, rx))
     }
 
     /// Feeds MPEG-TS bytes in arrival order, any chunking (SRT delivers
-    /// 1316-byte datagrams). Never blocks.
+    /// 1316-byte datagrams). Never blocks on the pipeline: a PES completed
+    /// by these bytes is handed to its parser before this returns.
     pub fn push(&self, ts: Bytes) -> Result<(), MediaError> {
-        // Before the pipeline sees the bytes, so the tap is always ahead.
-        lock(&self.shared.tap).push(&ts);
-        self.src
-            .push_buffer(gst::Buffer::from_slice(ts))
-            .map(|_| ())
-            .map_err(MediaError::Push)
+        let mut input = lock(&self.input);
+        if input.finished {
+            return Err(MediaError::Push(gst::FlowError::Eos));
+        }
+        input.ts.push(&ts);
+        self.forward(&mut input)
     }
 
     /// No more input: the pipeline drains and then reports [`MediaEvent::Eos`]
@@ -312,10 +271,29 @@ impl Demuxer {
     /// handle may be dropped right away: the pipeline then drains in the
     /// background (at most a few seconds) before it stops.
     pub fn finish(&self) {
+        let mut input = lock(&self.input);
+        if input.finished {
+            return;
+        }
+        input.finished = true;
         self.shared.finished.store(true, Ordering::SeqCst);
-        lock(&self.shared.tap).finish();
-        // Fails only if the pipeline has already stopped, which was reported.
-        let _ = self.src.end_of_stream();
+        input.ts.finish();
+        if let Err(e) = self.forward(&mut input) {
+            tracing::debug!(stream = %self.shared.stream, error = %e, "last PES not delivered");
+        }
+        let srcs: Vec<&gst_app::AppSrc> = input.video.iter().chain(input.audio.iter()).collect();
+        if srcs.is_empty() {
+            // No branch, so no sink to report EOS on the bus.
+            tracing::debug!(stream = %self.shared.stream, pmt = input.ts.program_found(),
+                stats = ?input.ts.stats(), "no elementary stream data");
+            self.shared.send(MediaEvent::Error(MediaError::NoProgram));
+            self.shared.mark_done();
+            return;
+        }
+        for src in srcs {
+            // Fails only if the pipeline has already stopped, which was reported.
+            let _ = src.end_of_stream();
+        }
     }
 
     /// Events dropped because the consumer did not keep up.
@@ -323,6 +301,116 @@ impl Demuxer {
     pub fn dropped_events(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// Hands every completed PES to its branch, building it on first use.
+    fn forward(&self, input: &mut Input) -> Result<(), MediaError> {
+        let mut result = Ok(());
+        while let Some(pes) = input.ts.poll_pes() {
+            tracing::trace!(stream = %self.shared.stream, pid = pes.pid, kind = ?pes.kind,
+                pts = ?pes.pts, release = ?pes.release, len = pes.payload.len(), "PES");
+            let slot = match pes.kind {
+                TrackKind::Video => &mut input.video,
+                TrackKind::Audio => &mut input.audio,
+            };
+            let src = match slot {
+                Some(src) => src,
+                None => match self.add_branch(pes.kind) {
+                    Ok(src) => slot.insert(src),
+                    Err(e) => {
+                        tracing::warn!(stream = %self.shared.stream, kind = ?pes.kind, error = %e,
+                            "cannot build the parser branch");
+                        self.shared.send(MediaEvent::Error(e));
+                        self.shared.mark_done();
+                        input.finished = true;
+                        return Err(MediaError::Push(gst::FlowError::Error));
+                    }
+                },
+            };
+            if let Err(e) = src.push_buffer(pes_buffer(pes)) {
+                result = Err(MediaError::Push(e));
+            }
+        }
+        let stats = input.ts.stats();
+        if stats != input.reported {
+            tracing::debug!(stream = %self.shared.stream, ?stats, "MPEG-TS damage");
+            input.reported = stats;
+        }
+        result
+    }
+
+    /// `appsrc ! parser ! capsfilter ! appsink` for one track, started.
+    fn add_branch(&self, kind: TrackKind) -> Result<gst_app::AppSrc, MediaError> {
+        let (src_caps, parse, out_caps) = match kind {
+            TrackKind::Video => {
+                let parse = make_element("h264parse")?;
+                // SPS/PPS in-band before every IDR as well as in avcC.
+                parse.set_property("config-interval", -1i32);
+                (
+                    gst::Caps::builder("video/x-h264")
+                        .field("stream-format", "byte-stream")
+                        .field("alignment", "au")
+                        .build(),
+                    parse,
+                    gst::Caps::builder("video/x-h264")
+                        .field("stream-format", "avc")
+                        .field("alignment", "au")
+                        .build(),
+                )
+            }
+            TrackKind::Audio => (
+                gst::Caps::builder("audio/mpeg")
+                    .field("mpegversion", 4i32)
+                    .field("stream-format", "adts")
+                    .build(),
+                make_element("aacparse")?,
+                gst::Caps::builder("audio/mpeg")
+                    .field("stream-format", "raw")
+                    .build(),
+            ),
+        };
+        let src = gst_app::AppSrc::builder()
+            .caps(&src_caps)
+            .format(gst::Format::Time)
+            .is_live(true)
+            .stream_type(gst_app::AppStreamType::Stream)
+            .max_bytes(APPSRC_MAX_BYTES)
+            .leaky_type(gst_app::AppLeakyType::Downstream)
+            .build();
+        let filter = make_element("capsfilter")?;
+        filter.set_property("caps", &out_caps);
+        let sink = app_sink(kind, Arc::clone(&self.shared));
+        let elements = [src.upcast_ref(), &parse, &filter, sink.upcast_ref()];
+        let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
+        self.pipeline.add_many(elements).map_err(build)?;
+        gst::Element::link_many(elements).map_err(build)?;
+        for e in elements.iter().rev() {
+            e.sync_state_with_parent().map_err(build)?;
+        }
+        Ok(src)
+    }
+}
+
+/// One PES payload as a buffer with its (biased) timestamps.
+fn pes_buffer(pes: Pes) -> gst::Buffer {
+    let mut buf = gst::Buffer::from_mut_slice(pes.payload);
+    if let Some(b) = buf.get_mut() {
+        b.set_pts(pes.pts.and_then(ticks_to_clock));
+        b.set_dts(pes.dts.and_then(ticks_to_clock));
+    }
+    buf
+}
+
+/// Timeline ticks to a GStreamer time, truncating as GStreamer does.
+fn ticks_to_clock(ticks: i64) -> Option<gst::ClockTime> {
+    let t = i128::from(ticks) + i128::from(TICKS_BIAS);
+    let ns = u64::try_from(t * NS_PER_SEC / TICKS_PER_SEC).ok()?;
+    Some(gst::ClockTime::from_nseconds(ns))
+}
+
+/// A GStreamer time back to timeline ticks, rounded to nearest.
+fn clock_to_ticks(t: gst::ClockTime) -> i64 {
+    let ticks = (i128::from(t.nseconds()) * TICKS_PER_SEC + NS_PER_SEC / 2) / NS_PER_SEC;
+    i64::try_from(ticks - i128::from(TICKS_BIAS)).unwrap_or(i64::MAX)
 }
 
 impl Drop for Demuxer {
@@ -335,8 +423,8 @@ impl Drop for Demuxer {
         }
         let draining = self.shared.finished.load(Ordering::SeqCst) && !*lock(&self.shared.done);
         if draining {
-            // The last PES leaves tsdemux only on EOS: let it out, off this
-            // (possibly async) thread, then stop.
+            // The parsers may still hold the last frames: let them out, off
+            // this (possibly async) thread, then stop.
             let (pipeline, shared) = (self.pipeline.clone(), Arc::clone(&self.shared));
             let spawned = std::thread::Builder::new()
                 .name("demux-drain".to_owned())
@@ -350,162 +438,6 @@ impl Drop for Demuxer {
         }
         stop(&self.pipeline);
     }
-}
-
-/// Which branch a new `tsdemux` pad gets.
-enum Branch {
-    H264,
-    Aac,
-    Ignore(String),
-}
-
-fn classify(caps: Option<&gst::CapsRef>) -> Branch {
-    let Some(s) = caps.and_then(|c| c.structure(0)) else {
-        return Branch::Ignore("no caps".to_owned());
-    };
-    match s.name().as_str() {
-        "video/x-h264" => Branch::H264,
-        "audio/mpeg"
-            if matches!(s.get::<i32>("mpegversion"), Ok(2 | 4))
-                && s.get::<&str>("stream-format").is_ok_and(|f| f == "adts") =>
-        {
-            Branch::Aac
-        }
-        _ => Branch::Ignore(s.to_string()),
-    }
-}
-
-/// The PID from a `tsdemux` pad name such as `video_0_0100`.
-fn pad_pid(pad: &gst::Pad) -> Option<u16> {
-    let name = pad.name();
-    u16::from_str_radix(name.rsplit('_').next()?, 16).ok()
-}
-
-fn on_pad_added(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    shared: &Arc<Shared>,
-) -> Result<(), MediaError> {
-    let caps = pad.current_caps();
-    let branch = match classify(caps.as_deref()) {
-        Branch::H264 if !shared.video_linked.swap(true, Ordering::SeqCst) => Branch::H264,
-        Branch::Aac if !shared.audio_linked.swap(true, Ordering::SeqCst) => Branch::Aac,
-        Branch::H264 | Branch::Aac => Branch::Ignore("second track of its kind".to_owned()),
-        other => other,
-    };
-    let (kind, elements) = match branch {
-        Branch::Ignore(why) => {
-            tracing::debug!(stream = %shared.stream, pad = %pad.name(), %why,
-                "ignoring demuxer pad");
-            let sink = make_element("fakesink")?;
-            sink.set_property("sync", false);
-            sink.set_property("async", false);
-            return add_branch(pipeline, pad, &[sink]);
-        }
-        Branch::H264 => {
-            let parse = make_element("h264parse")?;
-            // SPS/PPS in-band before every IDR as well as in avcC.
-            parse.set_property("config-interval", -1i32);
-            let caps = gst::Caps::builder("video/x-h264")
-                .field("stream-format", "avc")
-                .field("alignment", "au")
-                .build();
-            (TrackKind::Video, vec![parse, capsfilter(&caps)?])
-        }
-        Branch::Aac => {
-            let parse = make_element("aacparse")?;
-            let caps = gst::Caps::builder("audio/mpeg")
-                .field("stream-format", "raw")
-                .build();
-            (TrackKind::Audio, vec![parse, capsfilter(&caps)?])
-        }
-    };
-
-    let video = kind == TrackKind::Video;
-    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        let replacement = match &info.data {
-            Some(gst::PadProbeData::Event(ev)) => match ev.view() {
-                gst::EventView::Segment(seg) => unclipped_segment(seg),
-                gst::EventView::Caps(caps) if video => au_aligned_caps(caps),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(ev) = replacement {
-            info.data = Some(gst::PadProbeData::Event(ev));
-        }
-        gst::PadProbeReturn::Ok
-    });
-    if let Some(pid) = pad_pid(pad) {
-        let sh = Arc::clone(shared);
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buf) = info.buffer() {
-                sh.observe_pes(kind, pid, buf);
-            }
-            gst::PadProbeReturn::Ok
-        });
-    }
-
-    let mut elements = elements;
-    elements.push(app_sink(kind, Arc::clone(shared)).upcast());
-    add_branch(pipeline, pad, &elements)
-}
-
-/// `tsdemux` starts its segment at the first video PTS; the sinks would drop
-/// audio frames that end before it. We do not sync to a clock, so the segment
-/// only decides what is thrown away: nothing.
-fn unclipped_segment(ev: &gst::event::Segment) -> Option<gst::Event> {
-    let seg = ev.segment().downcast_ref::<gst::ClockTime>()?;
-    if seg.start() == Some(gst::ClockTime::ZERO) {
-        return None;
-    }
-    let mut seg = seg.clone();
-    seg.set_start(gst::ClockTime::ZERO);
-    Some(
-        gst::event::Segment::builder(&seg)
-            .seqnum(ev.seqnum())
-            .build(),
-    )
-}
-
-/// `tsdemux` outputs one PES per buffer, and encoders put one access unit in
-/// each video PES; saying so lets `h264parse` output each frame as it arrives
-/// instead of waiting for the next frame's first NAL unit.
-fn au_aligned_caps(ev: &gst::event::Caps) -> Option<gst::Event> {
-    let s = ev.caps().structure(0)?;
-    if s.has_field("alignment") {
-        return None;
-    }
-    let mut caps = ev.caps_owned();
-    caps.make_mut().set("alignment", "au");
-    Some(gst::event::Caps::builder(&caps).seqnum(ev.seqnum()).build())
-}
-
-fn capsfilter(caps: &gst::Caps) -> Result<gst::Element, MediaError> {
-    let f = make_element("capsfilter")?;
-    f.set_property("caps", caps);
-    Ok(f)
-}
-
-/// Adds `elements` as a chain after `pad` and starts them.
-fn add_branch(
-    pipeline: &gst::Pipeline,
-    pad: &gst::Pad,
-    elements: &[gst::Element],
-) -> Result<(), MediaError> {
-    let build = |e: gst::glib::BoolError| MediaError::Build(e.to_string());
-    pipeline.add_many(elements).map_err(build)?;
-    gst::Element::link_many(elements).map_err(build)?;
-    for e in elements {
-        e.sync_state_with_parent().map_err(build)?;
-    }
-    let first = elements
-        .first()
-        .and_then(|e| e.static_pad("sink"))
-        .ok_or_else(|| MediaError::Build("branch has no sink pad".to_owned()))?;
-    pad.link(&first)
-        .map_err(|e| MediaError::Build(format!("{}: {e:?}", pad.name())))?;
-    Ok(())
 }
 
 fn app_sink(kind: TrackKind, shared: Arc<Shared>) -> gst_app::AppSink {
@@ -556,33 +488,20 @@ fn on_sample(shared: &Shared, kind: TrackKind, sample: &gst::Sample, codec: &mut
     let Some(buffer) = sample.buffer_owned() else {
         return;
     };
-    let (Some(dts_ns), Some(pts_ns)) = (buffer.dts_or_pts(), buffer.pts().or(buffer.dts())) else {
+    let (Some(dts), Some(pts)) = (buffer.dts_or_pts(), buffer.pts().or(buffer.dts())) else {
         tracing::debug!(stream = %shared.stream, ?kind, "sample without timestamp, dropped");
         return;
     };
     let keyframe =
         kind == TrackKind::Audio || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-    let (dts, pts) = {
-        let mut time = lock(&shared.time);
-        let was_unmapped = time.is_unmapped();
-        let ticks = (
-            time.ticks(kind, dts_ns.nseconds()),
-            time.ticks(kind, pts_ns.nseconds()),
-        );
-        if time.is_unmapped() && !was_unmapped {
-            tracing::warn!(stream = %shared.stream,
-                "no PES matched before the first sample; using tsdemux timestamps");
-        }
-        ticks
-    };
     let data = match buffer.into_mapped_buffer_readable() {
         Ok(m) => Bytes::from_owner(m),
         Err(_) => return,
     };
     shared.send(MediaEvent::Sample(Sample {
         track: kind,
-        dts: MediaTime(dts),
-        pts: MediaTime(pts),
+        dts: MediaTime(clock_to_ticks(dts)),
+        pts: MediaTime(clock_to_ticks(pts)),
         keyframe,
         data,
         arrival,
@@ -1016,7 +935,6 @@ mod tests {
         drop(d);
         let c = collect(&mut rx).await;
         assert!(c.eos, "{:?}", c.errors);
-        // The last frame leaves tsdemux only at EOS.
         assert_eq!(c.video.len(), 30);
         let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
         assert!(
@@ -1033,6 +951,53 @@ mod tests {
             d.push(Bytes::from_static(&[0x47; 188])),
             Err(MediaError::Push(_))
         ));
+    }
+
+    /// A frame leaves as soon as its last TS packet is pushed when that
+    /// packet is stuffed (ffmpeg stuffs the end of every PES that does not end
+    /// on a packet boundary), not when the next frame starts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frame_is_released_by_its_last_packet() {
+        let ts = av_ts("2", "0");
+        let layout = video_pes_layout(&ts);
+        let stuffed_end = |end: usize| {
+            let p = &ts[end - 188..end];
+            let af_len = usize::from(p[4]);
+            p[3] & 0x20 != 0 && (af_len == 0 || af_len > 1 + if p[5] & 0x10 != 0 { 6 } else { 0 })
+        };
+        let (d, mut rx) = Demuxer::new("release").unwrap();
+        let mut pushed = 0;
+        let mut prompt = 0;
+        for pes in &layout {
+            if !stuffed_end(pes.end) {
+                continue;
+            }
+            d.push(Bytes::copy_from_slice(&ts[pushed..pes.end]))
+                .unwrap();
+            pushed = pes.end;
+            // Nothing of the next frame has been pushed: the sample must come.
+            let got = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match rx.recv().await {
+                        Some(MediaEvent::Sample(s))
+                            if s.track == TrackKind::Video && s.pts.0 == pes.pts =>
+                        {
+                            return true;
+                        }
+                        Some(_) => {}
+                        None => return false,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(got, Ok(true), "frame pts {} not released", pes.pts);
+            prompt += 1;
+        }
+        assert!(
+            prompt * 10 >= layout.len() * 9,
+            "{prompt} of {}",
+            layout.len()
+        );
     }
 
     /// Where each video PES sits in a TS file: its PTS, the offset just past
@@ -1182,6 +1147,7 @@ mod tests {
         });
         let c = collect(&mut rx).await;
         let (_d, pushed_at) = pusher.join().unwrap();
+        // Frames whose last packet is not stuffed wait for the next PES start.
         assert!(c.eos);
 
         let mut after_last_byte = Vec::new();

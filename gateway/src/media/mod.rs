@@ -1,12 +1,12 @@
-//! GStreamer media handling: the MPEG-TS demuxer that turns an ingest byte
+//! Media handling: the MPEG-TS demuxer (our TS layer, GStreamer parsers) that turns an ingest byte
 //! stream into the packager's samples, and an SRT test publisher.
 //!
 //! No GStreamer type crosses out of this module: callers see
 //! [`packager::sample::Codec`] and [`packager::sample::Sample`] only.
 
 mod demux;
-mod pes_tap;
 mod test_source;
+mod ts_demux;
 
 use std::sync::OnceLock;
 
