@@ -83,7 +83,11 @@ pub enum SegmenterError {
 /// Everything fixed once the first GOP has been seen.
 #[derive(Clone, Copy, Debug)]
 struct Grid {
+    /// Nominal frame duration (mean frame step).
     frame: MediaTime,
+    /// A longer step between frames is a gap (dropped frames), not a long frame.
+    max_step: MediaTime,
+    /// The part grid: a whole number of nominal frames.
     part: MediaTime,
     params: PlaylistParams,
 }
@@ -111,13 +115,16 @@ impl OpenPart {
 #[derive(Debug)]
 struct SegmentState {
     slot: i64,
-    start: MediaTime,
     /// Sum of the published parts' durations: the EXTINF.
     published: MediaTime,
     part: Option<OpenPart>,
     next_index: u32,
     /// Not yet announced: the `open` of the next `Output::Part`.
     announce: Option<OpenSegment>,
+    /// Where the part grid starts: the segment's keyframe, or the first frame
+    /// after a gap.
+    grid_origin: MediaTime,
+    last_dts: Option<MediaTime>,
 }
 
 /// Cuts one stream (one video track, optionally one audio track) into parts.
@@ -286,12 +293,7 @@ impl Segmenter {
             .filter(|s| s.track == TrackKind::Video)
             .map(|s| s.dts)
             .collect();
-        let frame = video
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .filter(|d| *d > MediaTime::ZERO)
-            .min()
-            .unwrap_or(MediaTime::from_millis(33));
+        let (frame, jitter) = frame_rate(&video);
         let keys: Vec<MediaTime> = self
             .probe
             .iter()
@@ -307,16 +309,15 @@ impl Segmenter {
         };
         let frames = ((self.config.part_target.0 + frame.0 / 2) / frame.0).max(1);
         let part = MediaTime(frames * frame.0);
+        // Frames sit within `jitter` of their ideal time, so a part of whole
+        // frames on the grid lasts at most `part + 2 × jitter`.
+        let declared = MediaTime(part.0 + 2 * jitter.0);
         let seg = self.config.segment_duration;
-        // With a GOP that divides the grid every segment lasts one grid step;
-        // otherwise a segment can run up to one GOP past it.
-        let longest = if gop > seg {
-            gop
-        } else if (seg.0 % gop.0) <= frame.0 / 2 || gop.0 - (seg.0 % gop.0) <= frame.0 / 2 {
-            seg
-        } else {
-            seg + gop
-        };
+        // A segment runs from its keyframe to the first keyframe of the next
+        // slot: at most one grid step plus one keyframe interval. The interval
+        // seen in the probe may be one shortened by a scene cut (x264 restarts
+        // its GOP there), so count at least one grid step for it.
+        let longest = seg + gop.max(seg);
         // rfc8216bis §4.4.3.1: "The EXTINF duration of each Media Segment in a
         // Playlist file, when rounded to the nearest integer, MUST be less than
         // or equal to the Target Duration."
@@ -332,10 +333,11 @@ impl Segmenter {
         }
         let params = PlaylistParams {
             target_duration_secs: u32::try_from(target.max(1)).unwrap_or(u32::MAX),
-            part_target: part,
+            part_target: declared,
         };
         self.grid = Some(Grid {
             frame,
+            max_step: MediaTime(frame.0 + frame.0 / 2 + jitter.0),
             part,
             params,
         });
@@ -417,11 +419,23 @@ impl Segmenter {
             .part
             .get_or_insert_with(|| OpenPart::empty(PartIndex(seg.next_index)));
         if part.video.is_empty() {
-            // The part's end is the next point of the part grid after this frame.
-            let cell = (sample.dts - seg.start + half).0.div_euclid(grid.part.0) + 1;
-            part.end = seg.start + MediaTime(grid.part.0 * cell);
+            let after_gap = seg.last_dts.is_some_and(|l| sample.dts - l > grid.max_step);
+            part.end = if after_gap {
+                // Frames were lost: lay a full part from here rather than a
+                // short one up to the old grid point (§4.4.4.9's 85 % rule).
+                seg.grid_origin = sample.dts;
+                sample.dts + grid.part
+            } else {
+                // The next point of the part grid after this frame.
+                let cell = (sample.dts - seg.grid_origin + half)
+                    .0
+                    .div_euclid(grid.part.0)
+                    + 1;
+                seg.grid_origin + MediaTime(grid.part.0 * cell)
+            };
             part.index = PartIndex(seg.next_index);
         }
+        seg.last_dts = Some(sample.dts);
         let expected_next = sample.dts + grid.frame;
         let end = part.end;
         part.video.push(sample);
@@ -460,7 +474,6 @@ impl Segmenter {
         }
         self.segment = Some(SegmentState {
             slot,
-            start: key.dts,
             published: MediaTime::ZERO,
             part: (!audio.is_empty()).then(|| OpenPart {
                 audio,
@@ -468,6 +481,8 @@ impl Segmenter {
             }),
             next_index: 0,
             announce: Some(announce),
+            grid_origin: key.dts,
+            last_dts: None,
         });
     }
 
@@ -485,14 +500,24 @@ impl Segmenter {
             seg.part = Some(part);
             return Ok(());
         };
-        let frame = self.grid.map_or(MediaTime::from_millis(33), |g| g.frame);
+        let Some(grid) = self.grid else {
+            return Ok(());
+        };
+        let frame = grid.frame;
         let base = u64::try_from(first.dts.0).unwrap_or(0);
         let independent = first.keyframe;
         let mut video = Vec::with_capacity(part.video.len());
         let mut duration = MediaTime::ZERO;
         for (i, s) in part.video.iter().enumerate() {
             let next = part.video.get(i + 1).map(|n| n.dts).or(next_dts);
-            let d = next.map_or(frame, |n| n - s.dts);
+            // Before a gap (dropped frames) the last frame is held to the end
+            // of its part, no further: the rest of the gap stays a gap rather
+            // than stretching the part past PART-TARGET.
+            let d = match next.map(|n| n - s.dts) {
+                Some(d) if d > MediaTime::ZERO && d <= grid.max_step => d,
+                Some(d) if d > grid.max_step => (part.end - s.dts).max(frame).min(d),
+                _ => frame,
+            };
             duration = duration + d;
             video.push(FragmentSample {
                 duration: u32::try_from(d.0).unwrap_or(0),
@@ -509,6 +534,9 @@ impl Segmenter {
         if let Some(run) = self.audio_run(&part.audio) {
             runs.push(run);
         }
+        // rfc8216bis §4.4.4.9: part durations MUST NOT exceed PART-TARGET;
+        // jitter beyond what the probe saw is absorbed here, by a few ticks.
+        let duration = duration.min(grid.params.part_target);
         let seq = self.next_seq.unwrap_or(PartSeq(0));
         self.next_seq = Some(seq.next());
         // mfhd sequence numbers only need to increase; they wrap at 2^32.
@@ -579,4 +607,27 @@ impl Segmenter {
         }
         seg.part.map(|p| p.audio).unwrap_or_default()
     }
+}
+
+/// Nominal frame duration and jitter from the probe's video decode times: the
+/// mean of the steps that are not gaps (dropped frames), and the largest
+/// deviation from it. Millisecond timestamps at 30 fps step 33/33/34 ms: the
+/// mean is exact, the minimum would make every part too long.
+fn frame_rate(dts: &[MediaTime]) -> (MediaTime, MediaTime) {
+    let mut steps: Vec<i64> = dts
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] if b > a => Some((*b - *a).0),
+            _ => None,
+        })
+        .collect();
+    steps.sort_unstable();
+    let Some(&median) = steps.get(steps.len() / 2) else {
+        return (MediaTime::from_millis(33), MediaTime::ZERO);
+    };
+    let regular: Vec<i64> = steps.into_iter().filter(|d| *d <= median * 3 / 2).collect();
+    let count = i64::try_from(regular.len()).unwrap_or(1).max(1);
+    let frame = (regular.iter().sum::<i64>() + count / 2) / count;
+    let jitter = regular.iter().map(|d| (d - frame).abs()).max().unwrap_or(0);
+    (MediaTime(frame.max(1)), MediaTime(jitter))
 }

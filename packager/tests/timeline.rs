@@ -204,7 +204,8 @@ fn regular_gop_gives_full_parts_and_grid_msns() {
     check(&tl);
     let params = tl.params.unwrap();
     assert_eq!(params.part_target, MediaTime::from_millis(200));
-    assert_eq!(params.target_duration_secs, 2);
+    // One grid step plus one keyframe interval (at least a grid step).
+    assert_eq!(params.target_duration_secs, 4);
     // The first segment is the grid slot of its start: 100 s / 2 s.
     assert_eq!(tl.segments[0].0.msn, Msn(50));
     for (_, parts, d) in tl.segments.iter().filter(|s| s.2.is_some()) {
@@ -259,7 +260,7 @@ fn long_gop_is_followed_and_reported() {
     let mut src = Source::new(3000, 120, 0);
     let tl = run(cfg(2000, 200), &mut src, 3000);
     check(&tl);
-    assert_eq!(tl.params.unwrap().target_duration_secs, 4);
+    assert_eq!(tl.params.unwrap().target_duration_secs, 6);
     assert!(tl.warnings.iter().any(|w| w.contains("keyframe interval")));
 }
 
@@ -380,4 +381,61 @@ proptest! {
         let tl = run(cfg(seg_ms, part_ms), &mut src, 2000);
         check(&tl);
     }
+}
+
+/// Pushes a list of (dts, keyframe) video frames; returns the timeline.
+fn run_frames(frames: &[(i64, bool)]) -> Timeline {
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    let mut tl = Timeline::default();
+    for (i, (dts, key)) in frames.iter().enumerate() {
+        seg.push_sample(Sample {
+            track: TrackKind::Video,
+            dts: MediaTime(*dts),
+            pts: MediaTime(*dts),
+            keyframe: *key,
+            data: Bytes::from(vec![0u8; 10]),
+            arrival: WallTime(*dts * 100 / 9),
+        })
+        .unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    tl
+}
+
+#[test]
+fn millisecond_timestamps_keep_parts_within_part_target() {
+    // 30 fps stamped in whole milliseconds: steps of 33, 33 and 34 ms
+    // (found by the segmenter fuzz target).
+    let frames: Vec<(i64, bool)> = (0..900i64)
+        .map(|k| ((k * 1000 + 15) / 30 * 90, k % 60 == 0))
+        .collect();
+    let tl = run_frames(&frames);
+    check(&tl);
+    assert!(tl.segments.len() > 10);
+}
+
+#[test]
+fn dropped_frames_leave_a_gap_not_a_long_part() {
+    // Six frames lost 1.3 s in, and a longer loss later (fuzz reproducers).
+    let frames: Vec<(i64, bool)> = (0..900i64)
+        .filter(|k| !(39..45).contains(k) && !(300..340).contains(k))
+        .map(|k| (k * 3000, k % 60 == 0))
+        .collect();
+    let tl = run_frames(&frames);
+    check(&tl);
+}
+
+#[test]
+fn a_scene_cut_keyframe_does_not_overrun_target_duration() {
+    // x264 restarts its GOP at a scene cut: keyframes at 0, 1.3 s, then every
+    // 2 s from there, on a 2 s grid (fuzz reproducer: 0, 1 s, 2.5 s).
+    let keys = [0i64, 39, 99, 159, 219, 279, 339, 399];
+    let frames: Vec<(i64, bool)> = (0..420i64).map(|k| (k * 3000, keys.contains(&k))).collect();
+    let tl = run_frames(&frames);
+    check(&tl);
+    let frames: Vec<(i64, bool)> = (0..300i64)
+        .map(|k| (k * 3000, [0, 30, 75, 135, 195].contains(&k)))
+        .collect();
+    check(&run_frames(&frames));
 }
