@@ -629,5 +629,9 @@ fn frame_rate(dts: &[MediaTime]) -> (MediaTime, MediaTime) {
     let count = i64::try_from(regular.len()).unwrap_or(1).max(1);
     let frame = (regular.iter().sum::<i64>() + count / 2) / count;
     let jitter = regular.iter().map(|d| (d - frame).abs()).max().unwrap_or(0);
-    (MediaTime(frame.max(1)), MediaTime(jitter))
+    // Timestamps rounded to milliseconds jitter by under a millisecond; beyond a
+    // quarter frame the source is variable-rate, and widening PART-TARGET would
+    // not help: parts are clamped to it instead.
+    let frame = frame.max(1);
+    (MediaTime(frame), MediaTime(jitter.min(frame / 4)))
 }
