@@ -169,21 +169,10 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
             Decision::Reject(reason) => return Err(HlsError::BadRequest(reason.to_string())),
             Decision::Wait => {}
         }
-        match timeout_at(deadline, watch.changed()).await {
-            Ok(Ok(())) => {
-                let snap = Arc::clone(&watch.borrow_and_update());
-                match &snap.main {
-                    Some(m) => r = Arc::clone(m),
-                    None => return Err(HlsError::NotFound),
-                }
-            }
+        match next_rendition(watch, deadline, td).await? {
+            Some(next) => r = next,
             // The stream task is gone: answer with what we have.
-            Ok(Err(_)) => break,
-            Err(_) => {
-                return Err(HlsError::Timeout {
-                    target_duration: td,
-                });
-            }
+            None => break,
         }
     }
     let opts = MediaRenderOptions::for_params(&r.params);
@@ -211,21 +200,27 @@ async fn part(
         if !awaited {
             return Err(HlsError::NotFound);
         }
-        match timeout_at(deadline, watch.changed()).await {
-            Ok(Ok(())) => {
-                let snap = Arc::clone(&watch.borrow_and_update());
-                match &snap.main {
-                    Some(m) => r = Arc::clone(m),
-                    None => return Err(HlsError::NotFound),
-                }
-            }
-            Ok(Err(_)) => return Err(HlsError::NotFound),
-            Err(_) => {
-                return Err(HlsError::Timeout {
-                    target_duration: r.params.target_duration_secs,
-                });
-            }
+        let td = r.params.target_duration_secs;
+        r = next_rendition(watch, deadline, td)
+            .await?
+            .ok_or(HlsError::NotFound)?;
+    }
+}
+
+/// Waits for the next published state of the rendition until `deadline`
+/// (then 503); `None` when the stream task has exited.
+async fn next_rendition(
+    watch: &mut StreamWatch,
+    deadline: Instant,
+    target_duration: u32,
+) -> Result<Option<Arc<RenditionSnapshot>>, HlsError> {
+    match timeout_at(deadline, watch.changed()).await {
+        Ok(Ok(())) => {
+            let snap = Arc::clone(&watch.borrow_and_update());
+            snap.main.clone().map(Some).ok_or(HlsError::NotFound)
         }
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err(HlsError::Timeout { target_duration }),
     }
 }
 
