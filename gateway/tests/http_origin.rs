@@ -3,6 +3,7 @@
 //! paused (virtual) time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,17 +105,38 @@ impl Fixture {
         &self,
         uri: &str,
     ) -> impl Future<Output = (StatusCode, axum::http::HeaderMap, String)> + use<> {
-        let req = Request::get(uri)
-            .header(header::ORIGIN, "https://player.example")
-            .body(Body::empty())
-            .unwrap();
+        self.get_with(uri, &[])
+    }
+
+    fn get_with(
+        &self,
+        uri: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> impl Future<Output = (StatusCode, axum::http::HeaderMap, String)> + use<> {
+        let mut req = Request::get(uri).header(header::ORIGIN, "https://player.example");
+        for (name, value) in headers {
+            req = req.header(name, *value);
+        }
+        let req = req.body(Body::empty()).unwrap();
         let app = self.app.clone();
         async move {
             let res = app.oneshot(req).await.unwrap();
             let status = res.status();
             let headers = res.headers().clone();
             let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
-            (status, headers, String::from_utf8_lossy(&body).into_owned())
+            let gzip = headers
+                .get(header::CONTENT_ENCODING)
+                .is_some_and(|v| v == "gzip");
+            let body = if gzip {
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_string(&mut text)
+                    .unwrap();
+                text
+            } else {
+                String::from_utf8_lossy(&body).into_owned()
+            };
+            (status, headers, body)
         }
     }
 }
@@ -287,4 +309,22 @@ async fn stream_list_reports_streams() {
     let (_, _, body) = f.get("/api/v1/streams").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["streams"][0]["live"], true);
+}
+
+#[tokio::test(start_paused = true)]
+async fn playlists_are_gzipped_when_accepted_media_is_not() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    let gzip = [(header::ACCEPT_ENCODING, "gzip")];
+    let (status, h, body) = f.get_with("/show/main/playlist.m3u8", &gzip).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+    assert!(body.starts_with("#EXTM3U\n"), "{body}");
+    let (_, h, body) = f.get_with("/show/main/part103.m4s", &gzip).await;
+    assert!(h.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(body, "part103");
+    let (_, h, _) = f.get("/show/main/playlist.m3u8").await;
+    assert!(h.get(header::CONTENT_ENCODING).is_none());
 }

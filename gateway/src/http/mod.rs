@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use axum::Router;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -42,6 +44,12 @@ pub fn router(state: AppState) -> Router {
         )
         // The demo page and its scripts; `/` is `index.html`.
         .fallback_service(ServeDir::new(&state.web_root))
+        // Appendix B: playlists compress well (gzip when the client accepts
+        // it); media is already compressed and is sent as is.
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("video/"))),
+        )
         .layer(cors)
         .layer(axum::middleware::map_response(server_header))
         .with_state(state)
