@@ -90,7 +90,12 @@ pub struct HlsConfig {
     pub segment_duration_ms: u64,
     /// Wanted PART-TARGET; the declared one is the nearest whole number of frames.
     pub part_target_ms: u64,
-    /// Complete segments kept in the playlist.
+    /// Complete segments kept in the playlist (and in memory, per stream).
+    ///
+    /// The default, 12, is sized for delta updates: playlists offer
+    /// CAN-SKIP-UNTIL = 6 × TARGETDURATION, and a delta update skips only the
+    /// segments that lie wholly beyond it, so 8 segments of one target
+    /// duration would skip at most one and shorter ones none; 12 skip about 5.
     pub window_segments: usize,
     /// How long an ended stream stays fetchable.
     pub linger_ms: u64,
@@ -101,7 +106,7 @@ impl Default for HlsConfig {
         Self {
             segment_duration_ms: 2000,
             part_target_ms: 200,
-            window_segments: 8,
+            window_segments: 12,
             linger_ms: 60_000,
         }
     }

@@ -29,6 +29,10 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_retention(Retention::default())
+    }
+
+    fn with_retention(retention: Retention) -> Self {
         let registry = Registry::default();
         let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
             name: "show".into(),
@@ -48,7 +52,7 @@ impl Fixture {
         Self {
             app,
             tx,
-            rendition: Rendition::new(params, Bytes::from_static(b"INIT"), Retention::default()),
+            rendition: Rendition::new(params, Bytes::from_static(b"INIT"), retention),
             next_seq: 100,
             msn: 10,
             index: 0,
@@ -295,6 +299,83 @@ async fn ended_stream_ignores_directives() {
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("#EXT-X-ENDLIST"));
     assert!(!body.contains("PRELOAD-HINT"));
+
+    // rfc8216bis §6.2.5.1: "A Server MUST ignore the _HLS_skip directive if
+    // the Playlist ... contains an EXT-X-ENDLIST tag."
+    let (status, _, delta) = f.get("/show/main/playlist.m3u8?_HLS_skip=YES").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!delta.contains("#EXT-X-SKIP"), "{delta}");
+    assert!(delta.contains("#EXT-X-ENDLIST"), "{delta}");
+}
+
+/// Twelve complete 2 s segments (MSN 10..=21, the gateway's default window)
+/// and two parts of MSN 22. CAN-SKIP-UNTIL is 12 s: the ends of 10..=14 lie
+/// more than 12 s before the end of 21, so a delta update skips those five.
+fn delta_fixture() -> Fixture {
+    let mut f = Fixture::with_retention(Retention { segments: 12 });
+    for _ in 0..12 * 4 + 2 {
+        f.push_part();
+    }
+    f
+}
+
+#[tokio::test(start_paused = true)]
+async fn skip_yes_answers_with_a_delta_update() {
+    let f = delta_fixture();
+    let (status, h, full) = f.get("/show/main/playlist.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(full.contains("#EXT-X-VERSION:9\n"), "{full}");
+    assert!(full.contains(",CAN-SKIP-UNTIL=12.0\n"), "{full}");
+    assert!(!full.contains("#EXT-X-SKIP"), "{full}");
+    let full_cache = h[header::CACHE_CONTROL].clone();
+
+    let (status, h, delta) = f.get("/show/main/playlist.m3u8?_HLS_skip=YES").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CONTENT_TYPE], "application/vnd.apple.mpegurl");
+    assert_eq!(h[header::CACHE_CONTROL], full_cache);
+    assert!(
+        delta.contains(
+            "#EXT-X-MEDIA-SEQUENCE:10\n#EXT-X-SKIP:SKIPPED-SEGMENTS=5\n\
+             #EXT-X-MAP:URI=\"init0.mp4\"\n"
+        ),
+        "{delta}"
+    );
+    assert!(!delta.contains("seg14.m4s"), "{delta}");
+    // From the first listed segment on, the delta is the full playlist.
+    let from = |text: &str| text[text.find("#EXT-X-PROGRAM-DATE-TIME").unwrap()..].to_owned();
+    let kept = full[full.find("seg14.m4s\n").unwrap() + "seg14.m4s\n".len()..].to_owned();
+    assert_eq!(from(&delta), kept);
+    assert!(delta.len() < full.len());
+
+    // v2 is answered alike: no date ranges, no CAN-SKIP-DATERANGES.
+    let (status, _, v2) = f.get("/show/main/playlist.m3u8?_HLS_skip=v2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v2, delta);
+    assert!(!v2.contains("DATERANGE"), "{v2}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn blocking_reload_with_skip_answers_a_delta_when_the_part_appears() {
+    let mut f = delta_fixture();
+    // Directive order does not matter.
+    let pending =
+        tokio::spawn(f.get("/show/main/playlist.m3u8?_HLS_skip=YES&_HLS_part=2&_HLS_msn=22"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "part 22.2 does not exist yet");
+    f.push_part(); // 22.2 = part150
+    let (status, h, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=12");
+    assert!(body.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=5\n"), "{body}");
+    assert!(body.contains("URI=\"part150.m4s\""), "{body}");
+    assert!(body.ends_with("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part151.m4s\"\n"));
+
+    // The same request answered at once, now that the part exists, is the same
+    // delta update.
+    let (_, _, again) = f
+        .get("/show/main/playlist.m3u8?_HLS_msn=22&_HLS_part=2&_HLS_skip=YES")
+        .await;
+    assert_eq!(again, body);
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,7 +11,7 @@ use packager::blocking::{self, Decision};
 use packager::directives::{self, Directives};
 use packager::playlist::{
     MediaRenderOptions, ObjectName, Variant, parse_object_name, render_media_playlist,
-    render_multivariant,
+    render_media_playlist_delta, render_multivariant,
 };
 use packager::rendition::RenditionSnapshot;
 use tokio::time::{Instant, timeout_at};
@@ -176,7 +176,17 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
         }
     }
     let opts = MediaRenderOptions::for_params(&r.params);
-    let body = render_media_playlist(&r, &opts);
+    // `_HLS_skip` shapes the answer only once blocking is over: the delta is
+    // of the playlist that satisfied `_HLS_msn`/`_HLS_part`. The packager
+    // answers with the full playlist where the spec says to ignore the
+    // directive (rfc8216bis §6.2.5.1: "A Server MUST ignore the _HLS_skip
+    // directive if the Playlist does not contain the CAN-SKIP-UNTIL attribute,
+    // or if it contains an EXT-X-ENDLIST tag."). The URI differs from the full
+    // playlist's, so caches keep the two apart; lifetimes are unchanged.
+    let body = match d.skip {
+        Some(skip) => render_media_playlist_delta(&r, &opts, skip),
+        None => render_media_playlist(&r, &opts),
+    };
     Ok(playlist_response(body, cache_secs(td, blocking)))
 }
 

@@ -9,7 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::playlist::{MediaRenderOptions, Variant, render_media_playlist, render_multivariant};
+use crate::directives::Skip;
+use crate::playlist::{
+    MediaRenderOptions, Variant, render_media_playlist, render_media_playlist_delta,
+    render_multivariant,
+};
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot, Segment};
 use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
 
@@ -25,6 +29,9 @@ const CASES: &[&str] = &[
     "part_window.m3u8",
     "delta_capable.m3u8",
     "new_codec_after_reconnect.m3u8",
+    "delta_live.m3u8",
+    "delta_discontinuity_skipped.m3u8",
+    "delta_none_skippable.m3u8",
     "multivariant.m3u8",
 ];
 
@@ -55,7 +62,7 @@ fn check(name: &str, actual: &str) {
 
 /// Builds a snapshot segment by segment, keeping media time, wall time and
 /// part sequence numbers consistent.
-struct Builder {
+pub(super) struct Builder {
     params: PlaylistParams,
     msn: u64,
     seq: u64,
@@ -67,7 +74,12 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(target_duration_secs: u32, part_target: MediaTime, msn: u64, seq: u64) -> Self {
+    pub(super) fn new(
+        target_duration_secs: u32,
+        part_target: MediaTime,
+        msn: u64,
+        seq: u64,
+    ) -> Self {
         Self {
             params: PlaylistParams {
                 target_duration_secs,
@@ -84,14 +96,14 @@ impl Builder {
     }
 
     /// Segments from now on use a new init segment (new codec parameters).
-    fn new_init(&mut self) -> &mut Self {
+    pub(super) fn new_init(&mut self) -> &mut Self {
         self.init = InitId(self.init.0 + 1);
         self
     }
 
     /// Wall clock moves on without media (an encoder reconnect before a
     /// discontinuity).
-    fn gap_ms(&mut self, ms: i64) -> &mut Self {
+    pub(super) fn gap_ms(&mut self, ms: i64) -> &mut Self {
         self.wall = self.wall.offset(MediaTime::from_millis(ms));
         self
     }
@@ -114,7 +126,7 @@ impl Builder {
             .collect()
     }
 
-    fn segment(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
+    pub(super) fn segment(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
         let parts = self.parts(durations);
         let duration = MediaTime(durations.iter().sum());
         self.segments.push(Arc::new(Segment {
@@ -133,7 +145,7 @@ impl Builder {
         self
     }
 
-    fn open(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
+    pub(super) fn open(&mut self, durations: &[i64], discontinuity: bool) -> &mut Self {
         let parts = self.parts(durations);
         self.open = Some(OpenSegment {
             msn: Msn(self.msn),
@@ -146,7 +158,7 @@ impl Builder {
         self
     }
 
-    fn live(&self, discontinuity_sequence: u64) -> RenditionSnapshot {
+    pub(super) fn live(&self, discontinuity_sequence: u64) -> RenditionSnapshot {
         RenditionSnapshot {
             params: self.params,
             inits: (0..=self.init.0)
@@ -161,7 +173,7 @@ impl Builder {
         }
     }
 
-    fn ended(&self) -> RenditionSnapshot {
+    pub(super) fn ended(&self) -> RenditionSnapshot {
         RenditionSnapshot {
             open: None,
             next_part: None,
@@ -172,8 +184,8 @@ impl Builder {
 }
 
 /// 0.5 s parts and 2 s target duration: four parts per segment.
-const HALF: i64 = 45_000;
-const FULL: [i64; 4] = [HALF; 4];
+pub(super) const HALF: i64 = 45_000;
+pub(super) const FULL: [i64; 4] = [HALF; 4];
 
 fn render(s: &RenditionSnapshot) -> String {
     render_media_playlist(s, &MediaRenderOptions::for_params(&s.params))
@@ -283,6 +295,58 @@ fn delta_capable() {
     )
     .expect("valid options");
     check("delta_capable.m3u8", &render_media_playlist(&s, &opts));
+}
+
+fn render_delta(s: &RenditionSnapshot) -> String {
+    render_media_playlist_delta(s, &MediaRenderOptions::for_params(&s.params), Skip::Yes)
+}
+
+#[test]
+fn delta_live() {
+    // Ten 2 s segments, CAN-SKIP-UNTIL 12 s: the ends of 60, 61 and 62 lie 18,
+    // 16 and 14 s before the end of the last segment (69), so they are skipped;
+    // 63 ends exactly 12 s before it and stays.
+    let mut b = Builder::new(2, MediaTime(HALF), 60, 240);
+    for _ in 0..10 {
+        b.segment(&FULL, false);
+    }
+    let s = b.open(&[HALF, HALF], false).live(0);
+    check("delta_live.m3u8", &render_delta(&s));
+}
+
+#[test]
+fn delta_discontinuity_skipped() {
+    // A reconnect with new codec parameters at 71 (skipped) and another at 73,
+    // the first listed segment: the skipped discontinuity leaves
+    // EXT-X-DISCONTINUITY-SEQUENCE as it was, and 73 writes its
+    // EXT-X-DISCONTINUITY and then the EXT-X-MAP in effect for it.
+    let mut b = Builder::new(2, MediaTime(HALF), 70, 280);
+    b.segment(&FULL, false)
+        .gap_ms(700)
+        .new_init()
+        .segment(&FULL, true)
+        .segment(&FULL, false)
+        .gap_ms(300)
+        .new_init()
+        .segment(&FULL, true);
+    for _ in 0..6 {
+        b.segment(&FULL, false);
+    }
+    let s = b.open(&[HALF], false).live(2);
+    check("delta_discontinuity_skipped.m3u8", &render_delta(&s));
+}
+
+#[test]
+fn delta_none_skippable() {
+    // Three segments cannot reach past a 12 s boundary: nothing is skipped, the
+    // answer is still a delta update (SKIPPED-SEGMENTS=0).
+    let s = Builder::new(2, MediaTime(HALF), 10, 40)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .open(&[HALF], false)
+        .live(0);
+    check("delta_none_skippable.m3u8", &render_delta(&s));
 }
 
 #[test]

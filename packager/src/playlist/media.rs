@@ -10,6 +10,7 @@
 //! #EXT-X-PART-INF:PART-TARGET=<s>
 //! #EXT-X-MEDIA-SEQUENCE:<msn of the first segment>
 //! #EXT-X-DISCONTINUITY-SEQUENCE:<n>     (when n > 0 or a discontinuity is listed)
+//! #EXT-X-SKIP:SKIPPED-SEGMENTS=<n>      (delta updates only, see below)
 //! #EXT-X-MAP:URI="init.mp4"
 //! per complete segment:
 //!   #EXT-X-DISCONTINUITY                (flagged, and not the first segment)
@@ -23,6 +24,12 @@
 //! #EXT-X-ENDLIST                        (once ended)
 //! ```
 //!
+//! A Playlist Delta Update ([`render_media_playlist_delta`]) is the same text
+//! with the first n complete segments (every line from the first EXT-X-MAP
+//! through the n-th segment URI) replaced by `#EXT-X-SKIP`, followed by the
+//! tags the first listed segment still needs: its EXT-X-DISCONTINUITY when
+//! flagged, then the EXT-X-MAP in effect for it.
+//!
 //! `EXT-X-INDEPENDENT-SEGMENTS` is not written here: every segment starts with
 //! a keyframe, and the multivariant playlist says so once for all renditions.
 //! rfc8216bis §4.4.2.1: "If this tag appears in a Multivariant Playlist, it
@@ -34,6 +41,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::directives::Skip;
 use crate::playlist::names::ObjectName;
 use crate::playlist::tag::discontinuity::{Discontinuity, DiscontinuitySequence};
 use crate::playlist::tag::extinf::ExtInf;
@@ -46,6 +54,7 @@ use crate::playlist::tag::server_control::{
     ServerControl, min_can_skip_until, min_hold_back, min_part_hold_back,
     recommended_part_hold_back,
 };
+use crate::playlist::tag::skip::SkipTag;
 use crate::playlist::tag::version::media_playlist_version;
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot};
 use crate::units::{MediaTime, Msn, TS_TIMESCALE};
@@ -96,13 +105,22 @@ pub enum MediaOptionsError {
 impl MediaRenderOptions {
     /// Defaults for a rendition: PART-HOLD-BACK = 3 × PART-TARGET (the SHOULD of
     /// rfc8216bis §4.4.3.8), HOLD-BACK = 3 × TARGETDURATION (its minimum, and
-    /// the value its absence implies), no delta updates.
+    /// the value its absence implies), delta updates offered with
+    /// CAN-SKIP-UNTIL = 6 × TARGETDURATION (its minimum: §4.4.3.8, "The Skip
+    /// Boundary MUST be at least six times the Target Duration").
+    ///
+    /// The smallest boundary skips the most. A delta update only skips segments
+    /// lying entirely more than the boundary before the end of the last
+    /// segment, so a window must hold more than 6 × TARGETDURATION of complete
+    /// segments (at least 7 full ones) before anything is skipped; the gateway's
+    /// default window is 12 segments for that reason.
     #[must_use]
     pub fn for_params(params: &PlaylistParams) -> Self {
+        let td = target_duration(params);
         Self {
             part_hold_back: recommended_part_hold_back(params.part_target),
-            hold_back: Some(min_hold_back(target_duration(params))),
-            can_skip_until: None,
+            hold_back: Some(min_hold_back(td)),
+            can_skip_until: Some(min_can_skip_until(td)),
         }
     }
 
@@ -185,7 +203,47 @@ impl MediaRenderOptions {
 /// bytes.
 #[must_use]
 pub fn render_media_playlist(s: &RenditionSnapshot, opts: &MediaRenderOptions) -> String {
-    MediaPlaylist { s, opts }.to_string()
+    MediaPlaylist {
+        s,
+        opts,
+        delta: false,
+    }
+    .to_string()
+}
+
+/// Renders the answer to a request carrying `_HLS_skip=<skip>`: a Playlist
+/// Delta Update when `opts` offer one and the rendition is live, otherwise the
+/// full playlist ([`render_media_playlist`]).
+///
+/// rfc8216bis §6.2.5.1: "When a Server receives a request for a Playlist
+/// containing the CAN-SKIP-UNTIL attribute but no EXT-X-ENDLIST tag, and the
+/// requested URI contains an _HLS_skip directive whose value is YES or v2, it
+/// MUST respond with a Playlist Delta Update." and "A Server MUST ignore the
+/// _HLS_skip directive if the Playlist does not contain the CAN-SKIP-UNTIL
+/// attribute, or if it contains an EXT-X-ENDLIST tag."
+///
+/// `v2` is answered like `YES`. It asks to skip EXT-X-DATERANGE tags as well,
+/// which only a playlist offering `CAN-SKIP-DATERANGES=YES` may be asked for
+/// (§6.3.7); we write neither date ranges nor that attribute, so there is
+/// nothing more to skip and no RECENTLY-REMOVED-DATERANGES to list.
+///
+/// When no segment lies beyond the Skip Boundary the answer is still a delta
+/// update, with `SKIPPED-SEGMENTS=0`: the MUST above asks for one, and clients
+/// (hls.js `mergeDetails`) treat a zero count as a complete playlist.
+#[must_use]
+pub fn render_media_playlist_delta(
+    s: &RenditionSnapshot,
+    opts: &MediaRenderOptions,
+    skip: Skip,
+) -> String {
+    // Both values are answered alike (see above); a new one needs a decision.
+    let (Skip::Yes | Skip::V2) = skip;
+    MediaPlaylist {
+        s,
+        opts,
+        delta: true,
+    }
+    .to_string()
 }
 
 fn target_duration(params: &PlaylistParams) -> MediaTime {
@@ -195,6 +253,8 @@ fn target_duration(params: &PlaylistParams) -> MediaTime {
 struct MediaPlaylist<'a> {
     s: &'a RenditionSnapshot,
     opts: &'a MediaRenderOptions,
+    /// A delta update was asked for (it is written only when allowed).
+    delta: bool,
 }
 
 impl MediaPlaylist<'_> {
@@ -247,6 +307,40 @@ impl MediaPlaylist<'_> {
         start
     }
 
+    /// The number of leading complete segments an EXT-X-SKIP replaces, or
+    /// `None` when the full playlist is to be written.
+    ///
+    /// rfc8216bis §6.2.5.1: "The Playlist Delta Update is a version of the
+    /// Playlist in which Media Segments that are further from the end of the
+    /// last (Parent) Media Segment in the Playlist than the Skip Boundary
+    /// (Section 4.4.3.8), as well as their associated tags, are replaced by an
+    /// EXT-X-SKIP tag (Section 4.4.5.2)." A segment is "further" when all of it
+    /// is: the distance from its end to the end of the last complete segment
+    /// (the parts in progress do not count) exceeds the boundary. A segment
+    /// straddling the boundary stays, so the delta always spans at least the
+    /// boundary, which is what a client merging it relies on (§6.3.7: "A
+    /// Client SHOULD NOT request a Playlist Delta Update unless it already has
+    /// a version of the Playlist that is no older than one-half of the Skip
+    /// Boundary.").
+    fn skipped_segments(&self, can_skip_until: Option<MediaTime>) -> Option<usize> {
+        let boundary = can_skip_until?;
+        if !self.delta || self.s.ended {
+            return None;
+        }
+        // Summed from durations, not from `start` times, which may jump at a
+        // discontinuity.
+        let mut after = MediaTime::ZERO;
+        let mut kept = 0;
+        for seg in self.s.segments.iter().rev() {
+            if after > boundary {
+                break;
+            }
+            kept += 1;
+            after = MediaTime(after.0.saturating_add(seg.duration.0));
+        }
+        Some(self.s.segments.len() - kept)
+    }
+
     fn lists_discontinuity(&self) -> bool {
         let complete = self.s.segments.iter().map(|seg| seg.discontinuity);
         let open = self.open().map(|o| o.discontinuity);
@@ -293,31 +387,63 @@ impl fmt::Display for MediaPlaylist<'_> {
         )?;
         // rfc8216bis §4.4.3.2: "The EXT-X-MEDIA-SEQUENCE tag MUST appear before the
         // first Media Segment in the Playlist."
+        // A delta update keeps both sequence numbers of the full playlist:
+        // EXT-X-MEDIA-SEQUENCE still numbers its first segment, skipped or not
+        // (hls.js and Shaka add SKIPPED-SEGMENTS to it), and rfc8216bis
+        // §4.4.5.2: "Replacing segments with the EXT-X-SKIP tag does not change
+        // the value of the EXT-X-DISCONTINUITY-SEQUENCE tag."
         writeln!(f, "#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence())?;
         if s.discontinuity_sequence > 0 || self.lists_discontinuity() {
             writeln!(f, "{}", DiscontinuitySequence(s.discontinuity_sequence))?;
         }
+        let skipped = self.skipped_segments(server_control.can_skip_until);
+        let mut first = true;
+        if let Some(skipped_segments) = skipped {
+            writeln!(f, "{}", SkipTag { skipped_segments })?;
+            // The skipped segments stay in the client's copy: the first listed
+            // one is not the first of the playlist.
+            first = skipped_segments == 0;
+        }
+        let skipped = skipped.unwrap_or(0);
         let mut init = s
             .segments
             .first()
             .map(|seg| seg.init)
             .or_else(|| self.open().map(|o| o.init))
             .unwrap_or_else(|| s.current_init());
-        writeln!(
-            f,
-            "{}",
-            Map {
-                uri: &ObjectName::Init(init).to_string()
-            }
-        )?;
+        // With segments skipped, the EXT-X-MAP that opened the playlist went
+        // with them (§4.4.5.2: the tag replaces "all Media Segment Tags that
+        // are applied to those segments"); the first listed segment writes the
+        // one in effect for it below. rfc8216bis §6.2.5.1: "All tags that were
+        // not skipped MUST remain in the Playlist Delta Update."
+        let mut map_written = skipped == 0;
+        if map_written {
+            writeln!(
+                f,
+                "{}",
+                Map {
+                    uri: &ObjectName::Init(init).to_string()
+                }
+            )?;
+        }
 
         let parts_from = self.part_window_start();
-        let mut first = true;
-        for (i, seg) in s.segments.iter().enumerate() {
+        for (i, seg) in s.segments.iter().enumerate().skip(skipped) {
             if seg.discontinuity && !first {
                 writeln!(f, "{Discontinuity}")?;
             }
             first = false;
+            if !map_written {
+                map_written = true;
+                init = seg.init;
+                writeln!(
+                    f,
+                    "{}",
+                    Map {
+                        uri: &ObjectName::Init(init).to_string()
+                    }
+                )?;
+            }
             // rfc8216bis §4.4.4.5: EXT-X-MAP applies "until the next EXT-X-MAP
             // tag"; a new one follows the discontinuity that brought new codecs.
             if seg.init != init {
@@ -434,7 +560,7 @@ mod tests {
         let o = MediaRenderOptions::for_params(&params());
         assert_eq!(o.part_hold_back(), MediaTime::from_millis(1500));
         assert_eq!(o.hold_back(), Some(MediaTime::from_millis(6000)));
-        assert_eq!(o.can_skip_until(), None);
+        assert_eq!(o.can_skip_until(), Some(MediaTime::from_millis(12_000)));
     }
 
     #[test]
@@ -485,7 +611,7 @@ mod tests {
         let opts = MediaRenderOptions::for_params(&small);
         let text = render_media_playlist(&snapshot(vec![segment(0, 4, false)], None), &opts);
         assert!(
-            text.contains("PART-HOLD-BACK=1.0,HOLD-BACK=6.0\n"),
+            text.contains("PART-HOLD-BACK=1.0,HOLD-BACK=6.0,CAN-SKIP-UNTIL=12.0\n"),
             "{text}"
         );
     }
@@ -494,15 +620,44 @@ mod tests {
     fn version_is_nine_only_when_delta_updates_are_offered() {
         let p = params();
         let s = snapshot(vec![segment(0, 4, false)], None);
-        let plain = render_media_playlist(&s, &MediaRenderOptions::for_params(&p));
-        assert!(plain.contains("#EXT-X-VERSION:6\n"));
         let ms = MediaTime::from_millis;
+        let plain = MediaRenderOptions::new(&p, ms(1500), None, None);
+        let plain = render_media_playlist(&s, &plain.expect("valid options"));
+        assert!(plain.contains("#EXT-X-VERSION:6\n"));
         let delta = MediaRenderOptions::new(&p, ms(1500), None, Some(ms(12_000)));
         let delta = render_media_playlist(&s, &delta.expect("valid options"));
         assert!(delta.contains("#EXT-X-VERSION:9\n"));
         assert!(delta.contains(
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5,CAN-SKIP-UNTIL=12.0\n"
         ));
+    }
+
+    #[test]
+    fn delta_updates_need_more_than_six_target_durations_of_segments() {
+        // CAN-SKIP-UNTIL defaults to 12 s with 2 s segments. Seven segments:
+        // the first ends exactly 12 s before the last one does, nothing is
+        // skipped; the old 8-segment window skipped one, the 12-segment
+        // default skips five.
+        let opts = MediaRenderOptions::for_params(&params());
+        for (window, skipped) in [(3, 0), (7, 0), (8, 1), (12, 5)] {
+            let segments = (0..window).map(|m| segment(m, 4, false)).collect();
+            let s = snapshot(segments, None);
+            let view = MediaPlaylist {
+                s: &s,
+                opts: &opts,
+                delta: true,
+            };
+            assert_eq!(
+                view.skipped_segments(opts.can_skip_until()),
+                Some(skipped),
+                "{window} segments"
+            );
+            let text = render_media_playlist_delta(&s, &opts, Skip::Yes);
+            assert!(
+                text.contains(&format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n")),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -576,6 +731,7 @@ mod tests {
         let view = MediaPlaylist {
             s: &s,
             opts: &MediaRenderOptions::for_params(&params()),
+            delta: false,
         };
         assert_eq!(view.part_window_start(), 3);
 
@@ -585,6 +741,7 @@ mod tests {
         let view = MediaPlaylist {
             s: &s,
             opts: &MediaRenderOptions::for_params(&params()),
+            delta: false,
         };
         assert_eq!(view.part_window_start(), 0);
     }

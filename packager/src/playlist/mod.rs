@@ -18,8 +18,12 @@ pub mod names;
 mod tag;
 
 #[cfg(test)]
+mod delta_tests;
+#[cfg(test)]
 mod golden_tests;
 
-pub use media::{MediaOptionsError, MediaRenderOptions, render_media_playlist};
+pub use media::{
+    MediaOptionsError, MediaRenderOptions, render_media_playlist, render_media_playlist_delta,
+};
 pub use multivariant::{Variant, VariantError, render_multivariant};
 pub use names::{ObjectName, PLAYLIST_NAME, parse_object_name, part_uri, segment_uri};

@@ -14,5 +14,6 @@ pub(crate) mod part_inf;
 pub(crate) mod preload_hint;
 pub(crate) mod program_date_time;
 pub(crate) mod server_control;
+pub(crate) mod skip;
 pub(crate) mod stream_inf;
 pub(crate) mod version;
