@@ -456,15 +456,18 @@ export async function launchBrowser({ viewport = { width: 1280, height: 720 } } 
   return handle;
 }
 
-/** window.droplineStats() from the page, or null if the player has not defined it yet. */
-export async function readStats(page, timeoutMs = 10_000) {
+/**
+ * window.droplineStats() from the page, or null if the player has not defined it yet.
+ * `fn` names another window function with the same contract (e.g. 'shakaStats').
+ */
+export async function readStats(page, timeoutMs = 10_000, fn = 'droplineStats') {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`page did not answer droplineStats() within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => reject(new Error(`page did not answer ${fn}() within ${timeoutMs} ms`)), timeoutMs);
   });
   try {
     return await Promise.race([
-      page.evaluate(() => (window.droplineStats ? window.droplineStats() : null)),
+      page.evaluate((name) => (typeof window[name] === 'function' ? window[name]() : null), fn),
       timeout,
     ]);
   } finally {
@@ -473,12 +476,12 @@ export async function readStats(page, timeoutMs = 10_000) {
 }
 
 /** Waits until the page reports playing with currentTime > 0; includes the last stats on timeout. */
-export async function waitForPlaying(page, { timeoutMs = 30_000, check = () => {} } = {}) {
+export async function waitForPlaying(page, { timeoutMs = 30_000, check = () => {}, statsFn } = {}) {
   const deadline = Date.now() + timeoutMs;
   let stats = null;
   while (Date.now() < deadline) {
     check();
-    stats = await readStats(page);
+    stats = await readStats(page, undefined, statsFn);
     if (stats && stats.playing && stats.currentTime > 0) return stats;
     await sleep(250);
   }
@@ -486,12 +489,12 @@ export async function waitForPlaying(page, { timeoutMs = 30_000, check = () => {
 }
 
 /** Samples droplineStats() every `intervalMs` for `durationMs`. */
-export async function sampleStats(page, { durationMs, intervalMs = 500, check = () => {} }) {
+export async function sampleStats(page, { durationMs, intervalMs = 500, check = () => {}, statsFn }) {
   const samples = [];
   const end = Date.now() + durationMs;
   while (Date.now() < end) {
     check();
-    const s = await readStats(page);
+    const s = await readStats(page, undefined, statsFn);
     samples.push({ at: Date.now(), ...s });
     await sleep(intervalMs);
   }

@@ -4,7 +4,7 @@
 //! videotestsrc is-live=true pattern=ball
 //!   ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1
 //!   ! clockoverlay (wall clock) ! timeoverlay (running time, ms)
-//!   ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=<gop·30> bitrate=2500
+//!   ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=<gop·30> bitrate=2500
 //!   ! h264parse ! mpegtsmux alignment=7 name=mux
 //! audiotestsrc is-live=true wave=sine volume=0.1 ! audioconvert ! audioresample
 //!   ! audio/x-raw,rate=48000,channels=2 ! avenc_aac bitrate=128000 ! aacparse ! mux.
@@ -91,7 +91,8 @@ impl TestSource {
         running.set_property("font-desc", "Sans 40");
         let venc = make_element("x264enc")?;
         set_str(&venc, "tune", "zerolatency");
-        set_str(&venc, "speed-preset", "veryfast");
+        // ultrafast: the source shares two cores with the gateway and a browser in tests.
+        set_str(&venc, "speed-preset", "ultrafast");
         venc.set_property("key-int-max", gop_frames(gop));
         venc.set_property("bitrate", VIDEO_KBPS);
         let vparse = make_element("h264parse")?;
