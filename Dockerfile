@@ -17,7 +17,7 @@ COPY . .
 RUN cargo build --release --locked -p gateway --bin dropline \
  && install -D -m 0755 target/release/dropline /out/dropline
 
-# --- Player page: hls.js from the lockfile (playwright-core is a devDependency, left out) ---
+# --- Player page: hls.js from the lockfile (playwright-core and shaka-player are test-only devDependencies, left out) ---
 FROM node:20-bookworm-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
@@ -26,7 +26,7 @@ COPY web/ ./
 RUN mkdir -p /out/web/node_modules/hls.js \
  && cp -r node_modules/hls.js/dist /out/web/node_modules/hls.js/dist \
  && cp node_modules/hls.js/LICENSE /out/web/node_modules/hls.js/ \
- && find . -maxdepth 1 -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' \) \
+ && find . -maxdepth 1 -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' \) ! -name 'shaka.*' \
       -exec cp {} /out/web/ \;
 
 # --- Runtime: GStreamer 1.22 plugins (demux/parse/decode/test source/SRT) and the binary ---
