@@ -439,3 +439,33 @@ fn a_scene_cut_keyframe_does_not_overrun_target_duration() {
         .collect();
     check(&run_frames(&frames));
 }
+
+#[test]
+fn two_gateways_joining_at_different_keyframes_agree() {
+    // Gateway B joins the same source 7.5 s later (mid-GOP): every segment
+    // both publish has the same MSN, start, part URIs and durations.
+    let full = run(cfg(2000, 200), &mut Source::new(3000, 30, 9_000_000), 2400);
+    let mut late = Source::new(3000, 30, 9_000_000);
+    late.next_video = 225;
+    late.next_audio = 352; // the same instant on the audio clock
+    let joined = run(cfg(2000, 200), &mut late, 2000);
+    check(&full);
+    check(&joined);
+    assert_eq!(full.params, joined.params);
+    let mut shared = 0;
+    for (open, parts, duration) in joined.segments.iter().filter(|s| s.2.is_some()) {
+        let Some((o, p, d)) = full
+            .segments
+            .iter()
+            .find(|s| s.0.msn == open.msn && s.2.is_some())
+        else {
+            continue;
+        };
+        assert_eq!(o.start, open.start, "segment {}", open.msn);
+        assert_eq!(d, duration);
+        let seqs = |v: &[Part]| v.iter().map(|x| (x.seq, x.duration)).collect::<Vec<_>>();
+        assert_eq!(seqs(p), seqs(parts), "segment {}", open.msn);
+        shared += 1;
+    }
+    assert!(shared >= 8, "only {shared} segments in common");
+}
