@@ -57,7 +57,7 @@ use crate::playlist::tag::server_control::{
 use crate::playlist::tag::skip::SkipTag;
 use crate::playlist::tag::version::media_playlist_version;
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot};
-use crate::units::{MediaTime, Msn, TS_TIMESCALE};
+use crate::units::{InitId, MediaTime, Msn, TS_TIMESCALE};
 
 /// Parts are listed for segments whose end lies at most this many target
 /// durations before the live end of the playlist; older segments are listed by
@@ -349,6 +349,21 @@ impl MediaPlaylist<'_> {
     }
 }
 
+/// Writes `EXT-X-MAP` for init segment `id` unless it is the one in effect.
+fn write_map(f: &mut fmt::Formatter<'_>, id: InitId, current: &mut Option<InitId>) -> fmt::Result {
+    if *current == Some(id) {
+        return Ok(());
+    }
+    *current = Some(id);
+    writeln!(
+        f,
+        "{}",
+        Map {
+            uri: &ObjectName::Init(id).to_string()
+        }
+    )
+}
+
 fn sum_durations(parts: &[Arc<Part>]) -> MediaTime {
     MediaTime(
         parts
@@ -405,26 +420,21 @@ impl fmt::Display for MediaPlaylist<'_> {
             first = skipped_segments == 0;
         }
         let skipped = skipped.unwrap_or(0);
-        let mut init = s
-            .segments
-            .first()
-            .map(|seg| seg.init)
-            .or_else(|| self.open().map(|o| o.init))
-            .unwrap_or_else(|| s.current_init());
+        // The init segment the last written EXT-X-MAP names.
+        let mut init = None;
         // With segments skipped, the EXT-X-MAP that opened the playlist went
         // with them (§4.4.5.2: the tag replaces "all Media Segment Tags that
         // are applied to those segments"); the first listed segment writes the
         // one in effect for it below. rfc8216bis §6.2.5.1: "All tags that were
         // not skipped MUST remain in the Playlist Delta Update."
-        let mut map_written = skipped == 0;
-        if map_written {
-            writeln!(
-                f,
-                "{}",
-                Map {
-                    uri: &ObjectName::Init(init).to_string()
-                }
-            )?;
+        if skipped == 0 {
+            let id = s
+                .segments
+                .first()
+                .map(|seg| seg.init)
+                .or_else(|| self.open().map(|o| o.init))
+                .unwrap_or_else(|| s.current_init());
+            write_map(f, id, &mut init)?;
         }
 
         let parts_from = self.part_window_start();
@@ -433,29 +443,9 @@ impl fmt::Display for MediaPlaylist<'_> {
                 writeln!(f, "{Discontinuity}")?;
             }
             first = false;
-            if !map_written {
-                map_written = true;
-                init = seg.init;
-                writeln!(
-                    f,
-                    "{}",
-                    Map {
-                        uri: &ObjectName::Init(init).to_string()
-                    }
-                )?;
-            }
             // rfc8216bis §4.4.4.5: EXT-X-MAP applies "until the next EXT-X-MAP
             // tag"; a new one follows the discontinuity that brought new codecs.
-            if seg.init != init {
-                init = seg.init;
-                writeln!(
-                    f,
-                    "{}",
-                    Map {
-                        uri: &ObjectName::Init(init).to_string()
-                    }
-                )?;
-            }
+            write_map(f, seg.init, &mut init)?;
             // rfc8216bis §4.4.4.9: "When the Media Segment Tags (Section 4.4.4)
             // EXT-X-DISCONTINUITY, EXT-X-KEY, EXT-X-MAP, or EXT-X-PROGRAM-DATE-TIME
             // are applied to a Parent Segment, they also necessarily apply to the
@@ -474,15 +464,7 @@ impl fmt::Display for MediaPlaylist<'_> {
             if open.discontinuity && !first {
                 writeln!(f, "{Discontinuity}")?;
             }
-            if open.init != init {
-                writeln!(
-                    f,
-                    "{}",
-                    Map {
-                        uri: &ObjectName::Init(open.init).to_string()
-                    }
-                )?;
-            }
+            write_map(f, open.init, &mut init)?;
             writeln!(f, "{}", ProgramDateTime(open.program_date_time))?;
             for part in &open.parts {
                 writeln!(f, "{}", PartTag(part))?;
