@@ -389,6 +389,38 @@ export async function waitForStream(httpUrl, name, { timeoutMs = 30_000, check =
   throw new Error(`stream "${name}" not available within ${timeoutMs} ms (last: ${last})`);
 }
 
+/**
+ * A gateway plus an ffmpeg publisher for one stream, as most end-to-end tests need them.
+ * Create it before `try`, so that `describe()` can report whatever stage was reached on failure.
+ */
+export class LiveStream {
+  constructor(name) {
+    this.name = name;
+    this.gateway = undefined;
+    this.publisher = undefined;
+    this.check = () => {
+      this.gateway?.check();
+      this.publisher?.check();
+    };
+  }
+
+  /** Starts both (registered with `cleanup`); resolves with the multivariant playlist once it plays. */
+  async start(cleanup, { env = {} } = {}) {
+    this.gateway = await startGateway({ env });
+    cleanup.add(() => this.gateway.stop());
+    this.publisher = startPublisher({ srt: this.gateway.srt, name: this.name, latencyMs: 120 });
+    cleanup.add(() => this.publisher.stop());
+    return waitForStream(this.gateway.httpUrl, this.name, { timeoutMs: 30_000, check: this.check });
+  }
+
+  describe() {
+    const lines = [];
+    if (this.publisher) lines.push(this.publisher.describe());
+    if (this.gateway) lines.push(`gateway:\n  ${this.gateway.describe()}`);
+    return lines.join('\n');
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Browser
 

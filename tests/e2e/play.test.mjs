@@ -7,14 +7,12 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Cleanup,
+  LiveStream,
   shutdownAll,
   launchBrowser,
   percentile,
   sampleStats,
-  startGateway,
-  startPublisher,
   waitForPlaying,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'e2e';
@@ -30,26 +28,17 @@ test(
   { timeout: 240_000 },
   async () => {
     const cleanup = new Cleanup();
-    let gateway;
-    let publisher;
+    const live = new LiveStream(STREAM);
     let browser;
     let samples = [];
     try {
-      gateway = await startGateway();
-      cleanup.add(() => gateway.stop());
-      publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
-      cleanup.add(() => publisher.stop());
-      const check = () => {
-        gateway.check();
-        publisher.check();
-      };
-
-      await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+      await live.start(cleanup);
+      const { check } = live;
 
       browser = await launchBrowser();
       cleanup.add(() => browser.close());
       const { page } = browser;
-      await page.goto(`${gateway.httpUrl}/?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
+      await page.goto(`${live.gateway.httpUrl}/?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
       const first = await waitForPlaying(page, { timeoutMs: 30_000, check });
       console.log(
         `playing after ${first.firstPlayingAtMs} ms (hls.js ${first.hlsVersion}, ` +
@@ -106,8 +95,7 @@ test(
         console.error(`samples (every 2.5 s):\n  ${brief.join('\n  ')}`);
       }
       if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
-      if (publisher) console.error(`${publisher.describe()}`);
-      if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+      console.error(live.describe());
       throw e;
     } finally {
       await cleanup.run();

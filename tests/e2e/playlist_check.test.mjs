@@ -13,12 +13,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Cleanup,
+  LiveStream,
   makeTempDir,
   repoRoot,
   shutdownAll,
-  startGateway,
-  startPublisher,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'plcheck';
@@ -73,23 +71,17 @@ async function get(url, timeoutMs = 10_000) {
 
 test('live media playlists pass an independent LL-HLS parser, consistently across reloads', { timeout: 120_000 }, async () => {
   const cleanup = new Cleanup();
-  let gateway;
-  let publisher;
+  const live = new LiveStream(STREAM);
   const fetchLog = [];
   try {
     // A short window, so the media sequence number advances during the test.
-    gateway = await startGateway({ env: { DROPLINE_HLS_WINDOW_SEGMENTS: String(WINDOW_SEGMENTS) } });
-    cleanup.add(() => gateway.stop());
-    publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
-    cleanup.add(() => publisher.stop());
-    const check = () => {
-      gateway.check();
-      publisher.check();
-    };
-    const multivariant = await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+    const multivariant = await live.start(cleanup, {
+      env: { DROPLINE_HLS_WINDOW_SEGMENTS: String(WINDOW_SEGMENTS) },
+    });
+    const { check } = live;
     const variant = multivariant.split('\n').find((l) => l.trim() && !l.startsWith('#'));
     assert.ok(variant, `multivariant playlist lists no variant:\n${multivariant}`);
-    const mediaUrl = new URL(variant.trim(), `${gateway.httpUrl}/${STREAM}/index.m3u8`).href;
+    const mediaUrl = new URL(variant.trim(), `${live.gateway.httpUrl}/${STREAM}/index.m3u8`).href;
 
     const dir = makeTempDir('playlists');
     const files = [];
@@ -214,8 +206,7 @@ test('live media playlists pass an independent LL-HLS parser, consistently acros
     assert.equal(tail, `${files.length} passed, 0 failed`);
   } catch (e) {
     for (const f of fetchLog) console.error(f);
-    if (publisher) console.error(`${publisher.describe()}`);
-    if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+    console.error(live.describe());
     throw e;
   } finally {
     await cleanup.run();

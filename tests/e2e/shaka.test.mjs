@@ -7,14 +7,12 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Cleanup,
+  LiveStream,
   shutdownAll,
   launchBrowser,
   percentile,
   sampleStats,
-  startGateway,
-  startPublisher,
   waitForPlaying,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'shaka';
@@ -30,24 +28,15 @@ test(
   { timeout: 180_000 },
   async () => {
     const cleanup = new Cleanup();
-    let gateway;
-    let publisher;
+    const live = new LiveStream(STREAM);
     let browser;
     let samples = [];
     try {
-      gateway = await startGateway();
-      cleanup.add(() => gateway.stop());
-      publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
-      cleanup.add(() => publisher.stop());
-      const check = () => {
-        gateway.check();
-        publisher.check();
-      };
-
-      await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+      await live.start(cleanup);
+      const { check } = live;
 
       // The page loads Shaka's compiled build straight from web/node_modules via --web-root.
-      const lib = await fetch(`${gateway.httpUrl}/node_modules/shaka-player/dist/shaka-player.compiled.js`);
+      const lib = await fetch(`${live.gateway.httpUrl}/node_modules/shaka-player/dist/shaka-player.compiled.js`);
       assert.equal(lib.status, 200, 'gateway must serve shaka-player.compiled.js from --web-root');
       await lib.arrayBuffer();
 
@@ -64,7 +53,7 @@ test(
         } else if (/\/part\d+\.m4s$/.test(u.pathname)) requests.parts += 1;
         else if (/\/seg\d+\.m4s$/.test(u.pathname)) requests.segments += 1;
       });
-      await page.goto(`${gateway.httpUrl}/shaka.html?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
+      await page.goto(`${live.gateway.httpUrl}/shaka.html?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
       const first = await waitForPlaying(page, { timeoutMs: 30_000, check, statsFn });
       console.log(
         `shaka ${first.shakaVersion}: playing after ${first.firstPlayingAtMs} ms ` +
@@ -118,8 +107,7 @@ test(
         console.error(`samples (every 2.5 s):\n  ${brief.join('\n  ')}`);
       }
       if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
-      if (publisher) console.error(`${publisher.describe()}`);
-      if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+      console.error(live.describe());
       throw e;
     } finally {
       await cleanup.run();
