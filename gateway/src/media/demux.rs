@@ -585,28 +585,7 @@ mod tests {
     }
 
     fn ffprobe(ts: &[u8]) -> Vec<Probed> {
-        use std::io::Write;
-        let mut child = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "packet=codec_type,pts,dts,flags",
-            ])
-            .args(["-of", "csv=p=0", "-i", "pipe:0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ffprobe must be installed for media tests");
-        let mut stdin = child.stdin.take().unwrap();
-        let data = ts.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
+        super::super::ffprobe_csv("packet=codec_type,pts,dts,flags", ts)
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(',').collect();

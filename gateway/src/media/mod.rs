@@ -77,3 +77,27 @@ fn make_element(factory: &'static str) -> Result<gst::Element, MediaError> {
         .build()
         .map_err(|_| MediaError::MissingElement(factory))
 }
+
+/// ffprobe (an independent demuxer) on a TS held in memory: `-show_entries
+/// ENTRIES` as CSV lines.
+#[cfg(test)]
+fn ffprobe_csv(entries: &str, ts: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", entries])
+        .args(["-of", "csv=p=0", "-i", "pipe:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ffprobe must be installed for media tests");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = ts.to_vec();
+    // Write from a thread: ffprobe may fill its stdout before reading all input.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("ffprobe runs");
+    writer.join().expect("writer thread");
+    String::from_utf8(out.stdout).expect("ffprobe prints UTF-8")
+}

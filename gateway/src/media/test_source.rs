@@ -284,23 +284,7 @@ mod tests {
     }
 
     fn ffprobe_streams(ts: &[u8]) -> String {
-        use std::io::Write;
-        let mut child = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries"])
-            .args(["stream=codec_name,width,height,sample_rate,channels"])
-            .args(["-of", "csv=p=0", "-i", "pipe:0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = ts.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        String::from_utf8(out.stdout).unwrap()
+        super::super::ffprobe_csv("stream=codec_name,width,height,sample_rate,channels", ts)
     }
 
     #[test]
