@@ -248,14 +248,7 @@ mod tests {
         for (k, &parts) in layout.iter().enumerate() {
             let msn = Msn(first_msn + k as u64);
             for i in 0..parts {
-                let open = (i == 0).then(|| OpenSegment {
-                    msn,
-                    start: MediaTime::ZERO,
-                    program_date_time: WallTime(0),
-                    discontinuity: false,
-                    init: crate::units::InitId(0),
-                    parts: Vec::new(),
-                });
+                let open = (i == 0).then(|| open_segment(msn));
                 r.push_part(open, part(seq, i));
                 seq += 1;
             }
@@ -264,6 +257,17 @@ mod tests {
             }
         }
         r
+    }
+
+    fn open_segment(msn: Msn) -> OpenSegment {
+        OpenSegment {
+            msn,
+            start: MediaTime::ZERO,
+            program_date_time: WallTime(0),
+            discontinuity: false,
+            init: crate::units::InitId(0),
+            parts: Vec::new(),
+        }
     }
 
     fn part(seq: u64, index: u32) -> Part {
@@ -499,14 +503,7 @@ mod tests {
         let mut seq = 0;
         for (k, &parts) in layout.iter().enumerate() {
             for i in 0..parts {
-                let open = (i == 0).then(|| OpenSegment {
-                    msn: Msn(k as u64),
-                    start: MediaTime::ZERO,
-                    program_date_time: WallTime(0),
-                    discontinuity: false,
-                    init: crate::units::InitId(0),
-                    parts: Vec::new(),
-                });
+                let open = (i == 0).then(|| open_segment(Msn(k as u64)));
                 r.push_part(open, part(seq, i));
                 seq += 1;
                 out.push(r.snapshot().clone());
