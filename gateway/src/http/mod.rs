@@ -4,6 +4,7 @@
 //! Handlers only read stream snapshots; every blocking decision is made by
 //! `packager::blocking`, and every wait has a deadline (3 × target duration).
 
+mod conditional;
 mod hls;
 mod web;
 

@@ -26,6 +26,9 @@ pub struct VariantInfo {
 #[derive(Clone, Debug)]
 pub struct StreamSnapshot {
     pub name: String,
+    /// Tells this stream apart from earlier and later streams of the same name,
+    /// which may reuse object names: wall-clock microseconds at its start.
+    pub incarnation: u64,
     /// The muxed audio+video rendition, once its first part is cut.
     pub main: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,
