@@ -6,6 +6,7 @@
 
 mod conditional;
 mod hls;
+pub mod tls;
 mod web;
 
 use std::path::PathBuf;
