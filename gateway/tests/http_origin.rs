@@ -36,7 +36,7 @@ impl Fixture {
         let registry = Registry::default();
         let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
             name: "show".into(),
-            incarnation: 7,
+            incarnation: WallTime(7),
             main: None,
             variant: None,
             closed: false,
@@ -94,7 +94,7 @@ impl Fixture {
     fn publish(&self) {
         self.tx.send_replace(Arc::new(StreamSnapshot {
             name: "show".into(),
-            incarnation: 7,
+            incarnation: WallTime(7),
             main: Some(Arc::new(self.rendition.snapshot().clone())),
             variant: Some(VariantInfo {
                 codecs: "avc1.64001f,mp4a.40.2".into(),

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use packager::units::WallTime;
 
 /// What a response says about its version.
 pub(super) struct Validators {
@@ -27,9 +28,9 @@ pub(super) struct Validators {
 impl Validators {
     /// An object that is immutable under its name within stream incarnation
     /// `incarnation`: a strong ETag.
-    pub(super) fn immutable(incarnation: u64, rendition: &str, object: impl Display) -> Self {
+    pub(super) fn immutable(incarnation: WallTime, rendition: &str, object: impl Display) -> Self {
         Self {
-            etag: format!("\"{incarnation:x}-{rendition}/{object}\""),
+            etag: format!("\"{:x}-{rendition}/{object}\"", incarnation.0),
             last_modified: None,
         }
     }
@@ -135,7 +136,7 @@ mod tests {
 
     #[test]
     fn if_none_match_uses_weak_comparison_and_lists() {
-        let v = Validators::immutable(0xabc, "main", "part7.m4s");
+        let v = Validators::immutable(WallTime(0xabc), "main", "part7.m4s");
         assert_eq!(v.etag, "\"abc-main/part7.m4s\"");
         assert!(v.is_current(&req(&[(header::IF_NONE_MATCH, "\"abc-main/part7.m4s\"")])));
         assert!(v.is_current(&req(&[(header::IF_NONE_MATCH, "W/\"abc-main/part7.m4s\"")])));
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn if_modified_since_only_without_if_none_match() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_700);
-        let v = Validators::immutable(1, "main", "seg1.m4s").last_modified(t);
+        let v = Validators::immutable(WallTime(1), "main", "seg1.m4s").last_modified(t);
         let same_second = httpdate::fmt_http_date(t);
         let earlier = httpdate::fmt_http_date(t - Duration::from_secs(1));
         assert!(v.is_current(&req(&[(header::IF_MODIFIED_SINCE, &same_second)])));

@@ -14,6 +14,7 @@ use packager::playlist::{
     render_media_playlist_delta, render_multivariant,
 };
 use packager::rendition::RenditionSnapshot;
+use packager::units::WallTime;
 use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
@@ -171,7 +172,7 @@ pub(super) async fn rendition_object(
     }
 }
 
-fn wall_clock(t: packager::units::WallTime) -> SystemTime {
+fn wall_clock(t: WallTime) -> SystemTime {
     let micros = u64::try_from(t.0).unwrap_or_default();
     SystemTime::UNIX_EPOCH + Duration::from_micros(micros)
 }
@@ -225,7 +226,7 @@ async fn media_playlist(
 async fn part(
     watch: &mut StreamWatch,
     seq: packager::units::PartSeq,
-) -> Result<(u64, Bytes), HlsError> {
+) -> Result<(WallTime, Bytes), HlsError> {
     let start = Instant::now();
     let (snap, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
     let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);

@@ -45,7 +45,7 @@ pub(super) fn spawn(
     let publishing = Arc::new(AtomicBool::new(false));
     let (snapshots, watch) = watch::channel(Arc::new(StreamSnapshot {
         name: name.to_owned(),
-        incarnation: u64::try_from(wall_now().0).unwrap_or_default(),
+        incarnation: wall_now(),
         main: None,
         variant: None,
         closed: false,
