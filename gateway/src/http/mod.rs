@@ -4,7 +4,9 @@
 //! Handlers only read stream snapshots; every blocking decision is made by
 //! `packager::blocking`, and every wait has a deadline (3 × target duration).
 
+mod conditional;
 mod hls;
+pub mod tls;
 mod web;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
 
 use crate::stream::registry::Registry;
 
@@ -52,6 +55,10 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(cors)
         .layer(axum::middleware::map_response(server_header))
+        // One line per request and per response at debug level
+        // (`RUST_LOG=tower_http=debug`): what reached the origin, e.g.
+        // behind a cache.
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
