@@ -409,3 +409,18 @@ async fn playlists_are_gzipped_when_accepted_media_is_not() {
     let (_, h, _) = f.get("/show/main/playlist.m3u8").await;
     assert!(h.get(header::CONTENT_ENCODING).is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn player_sdk_is_served_as_a_javascript_module() {
+    let f = Fixture::new();
+    let (status, h, body) = f.get("/sdk/dropline-overlay.mjs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"),
+        "{h:?}"
+    );
+    assert!(body.contains("export function attachOverlay("), "{body}");
+}
