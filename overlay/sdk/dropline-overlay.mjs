@@ -54,6 +54,8 @@
  * @property {boolean} [useVideoFrameCallback]  default true where the browser has it
  * @property {(msg: string) => void} [log]  malformed input and dropped cues (default console.debug)
  * @property {() => number} [now]       monotonic ms clock (default performance.now; tests pass a fake)
+ * @property {CueSchedule} [schedule]   share one across re-attachments (a new Hls after a fatal
+ *                                      error) so that no cue fires twice
  */
 
 /** Wire kind -> [event type, offer state]. */
@@ -437,10 +439,16 @@ const HLS_EVENTS = {
   DESTROYING: 'hlsDestroying',
 };
 const DEFAULT_FRAME_S = 1 / 30;
+// Steps between frame callbacks taken into account (240 fps up to three 30 fps frames), and the
+// weight of each new one.
+const MIN_STEP_S = 1 / 240;
+const MAX_STEP_S = 0.1;
+const STEP_SMOOTHING = 0.25;
 // Without requestVideoFrameCallback a timer wakes up this much before the cue time and polls again.
 const TIMER_EARLY_S = 0.004;
 // No frame presented for this long (audio only, hidden tab, stall): fall back to currentTime.
 const FRAMES_STALE_MS = 500;
+const MAX_LOGGED_BAD_IDS = 1000;
 
 /**
  * The object `attachOverlay` returns: an EventTarget dispatching CustomEvent<CueDetail> of type
@@ -459,17 +467,22 @@ export class DroplineOverlay extends EventTarget {
     super();
     this.hls = hls;
     this.video = video;
-    this.schedule = new CueSchedule(opts);
+    this.schedule = opts.schedule ?? new CueSchedule(opts);
+    // A schedule shared with an earlier attachment keeps the ids it fired; its pending times were on
+    // the previous media element's timeline, and the carriages will deliver those cues again.
+    this.schedule.pending.clear();
     this.historyLimit = opts.historyLimit ?? 500;
     this.log = opts.log ?? ((msg) => console.debug(`dropline-overlay: ${msg}`));
     this.now = opts.now ?? (() => performance.now());
     this.useFrames =
       (opts.useVideoFrameCallback ?? true) && typeof video.requestVideoFrameCallback === 'function';
-    this.frameS = DEFAULT_FRAME_S;
-    this.lastFrame = null; // { mediaTime, presentedFrames }
+    this.stepS = DEFAULT_FRAME_S; // media time between frame callbacks, smoothed
+    this.lastFrame = null; // { mediaTime, at }
     this.frameHandle = null;
     this.timer = null;
     this.detached = false;
+    // Every reload repeats a malformed DATERANGE: log each ID once.
+    this.badDateRanges = new Set();
 
     const E = { ...HLS_EVENTS, ...(hls?.constructor?.Events ?? {}) };
     /** @type {[string, Function][]} */
@@ -569,7 +582,11 @@ export class DroplineOverlay extends EventTarget {
         seen.add(cue.id);
         this.offer(cue, mediaTimeOfDate(details, cue.startMs), 'daterange');
       } catch (e) {
-        this.log(`DATERANGE: ${e.message}`);
+        const id = String(dateRange?.attr?.ID);
+        if (this.badDateRanges.has(id)) continue;
+        if (this.badDateRanges.size >= MAX_LOGGED_BAD_IDS) this.badDateRanges.clear();
+        this.badDateRanges.add(id);
+        this.log(`DATERANGE ${id}: ${e.message}`);
       }
     }
     // A tag whose start is still inside the window does not leave it by sliding: it was withdrawn.
@@ -599,11 +616,10 @@ export class DroplineOverlay extends EventTarget {
     let position;
     let ahead;
     if (frame) {
-      // Fire on the frame nearest the cue time: the one being presented covers
-      // [mediaTime, mediaTime + one frame).
-      this.learnFrameDuration(frame);
+      // Fire on the callback nearest the cue time: the next one comes about one step later.
+      this.learnStep(frame);
       position = frame.mediaTime;
-      ahead = this.frameS / 2;
+      ahead = this.stepS / 2;
     } else if (this.useFrames && !video.paused && this.framesFlowing()) {
       // Frames are being presented: the next one decides (currentTime runs ahead of the screen).
       this.wake();
@@ -616,13 +632,13 @@ export class DroplineOverlay extends EventTarget {
     this.wake();
   }
 
-  learnFrameDuration({ mediaTime, presentedFrames }) {
+  // The media time one frame callback to the next covers: one frame period at 1×, more when
+  // hls.js plays faster to catch up or the compositor drops frames. (A seek is not a step.)
+  learnStep({ mediaTime }) {
     const last = this.lastFrame;
-    if (last && presentedFrames > last.presentedFrames && mediaTime > last.mediaTime) {
-      const d = (mediaTime - last.mediaTime) / (presentedFrames - last.presentedFrames);
-      if (d >= 1 / 240 && d <= 1 / 10) this.frameS = d;
-    }
-    this.lastFrame = { mediaTime, presentedFrames, at: this.now() };
+    const step = last ? mediaTime - last.mediaTime : 0;
+    if (step >= MIN_STEP_S && step <= MAX_STEP_S) this.stepS += (step - this.stepS) * STEP_SMOOTHING;
+    this.lastFrame = { mediaTime, at: this.now() };
   }
 
   framesFlowing() {

@@ -230,6 +230,7 @@ test('overlay: malformed input is logged and never thrown into hls.js', () => {
   h.hls.trigger('hlsLevelUpdated', undefined);
   h.video.play(2);
   assert.equal(h.events.length, 0);
+  assert.equal(h.logs.filter((l) => l.startsWith('DATERANGE y:')).length, 1, 'a bad DATERANGE is logged once, not per reload');
   assert.ok(h.logs.length >= 5, h.logs.join('\n'));
 });
 
@@ -254,4 +255,37 @@ test('overlay: detach removes every listener; DESTROYING detaches', () => {
   assert.equal(h.events.length, 0);
   assert.throws(() => attachOverlay(null, h.video), TypeError);
   assert.throws(() => attachOverlay(h.hls, null), TypeError);
+});
+
+test('overlay: a schedule shared with a new attachment never fires an id twice', () => {
+  const h = harness({}, { currentTime: 10 });
+  h.video.play(0.1);
+  h.emsg(cueJson({ id: 'once' }), 10.5);
+  h.emsg(cueJson({ id: 'pending' }), 30);
+  h.video.play(1);
+  h.overlay.detach();
+  // The page rebuilds its Hls after a fatal error and re-attaches with the same schedule.
+  const hls = new FakeHls();
+  const again = attachOverlay(hls, h.video, { schedule: h.overlay.schedule, now: () => h.video.wallMs });
+  const ids = [];
+  again.addEventListener('cue', (e) => ids.push(e.detail.id));
+  assert.deepEqual(again.pending(), [], 'times from the old timeline are dropped');
+  const emsg = (json, pts) => hls.trigger('hlsFragParsingMetadata', { samples: [{ pts, type: EMSG, data: cueId3(json) }] });
+  emsg(cueJson({ id: 'once' }), 11.5);
+  emsg(cueJson({ id: 'pending' }), 12);
+  h.video.play(2);
+  assert.deepEqual(ids, ['pending']);
+});
+
+test('overlay: frames dropped or played fast — fires on the callback nearest its time', () => {
+  // Callbacks every 1/15 s of media (every other 30 fps frame reaches the screen).
+  const h = harness({}, { currentTime: 20, frameS: 1 / 15 });
+  h.video.play(1);
+  // Callbacks at 20 + k/15 s: 21.6 and 22.0 are two of them. The step is learnt before 21.6.
+  h.emsg(cueJson({ id: 'a' }), 21.6 + 0.025); // 25 ms after a callback, 42 ms before the next
+  h.emsg(cueJson({ id: 'b' }), 22.0 + 0.045); // 45 ms after a callback, 22 ms before the next
+  h.video.play(2);
+  const err = Object.fromEntries(h.events.filter((e) => e.event === 'cue').map((e) => [e.id, e.firedAt - e.mediaTime]));
+  assert.ok(Math.abs(err.a + 0.025) < 1e-4, `a: ${err.a}`);
+  assert.ok(Math.abs(err.b - (1 / 15 - 0.045)) < 1e-4, `b: ${err.b}`);
 });
