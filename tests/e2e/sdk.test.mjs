@@ -10,6 +10,8 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import os from 'node:os';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cleanup, LiveStream, launchBrowser, readStats, shutdownAll, waitForPlaying } from './helpers.mjs';
 import { base64url, cueId3, cueJson } from '../../overlay/sdk/test/fixtures.mjs';
@@ -206,7 +208,9 @@ test('player SDK in Chromium: cues from both carriages fire once, on time', { ti
       offerShown: !document.getElementById('offer').hidden,
       countdown: document.getElementById('offer-countdown').textContent,
     }));
-    console.log(`sdk e2e: page shows ${JSON.stringify(ui)}`);
+    const shot = path.join(os.tmpdir(), `dropline-sdk-${Date.now()}.png`);
+    await page.screenshot({ path: shot });
+    console.log(`sdk e2e: page shows ${JSON.stringify(ui)}; screenshot: ${shot}`);
     assert.equal(ui.badge, 'stage 3');
     assert.equal(ui.card, 'Tee 3');
     assert.ok(ui.offerShown && /^0:1\d$/.test(ui.countdown), JSON.stringify(ui));
