@@ -269,24 +269,57 @@ export function cueFromDateRange(dateRange) {
 }
 
 /**
- * Maps a program date-time onto the media timeline of a playlist: from the last fragment whose
- * EXT-X-PROGRAM-DATE-TIME is at or before it (else the first dated fragment), `start + Δ`.
+ * A point where a program date-time and a media time are known to coincide: a parsed part or
+ * fragment, whose PROGRAM-DATE-TIME (plus the part's offset) is where its first sample plays.
+ * @typedef {{ programDateTime: number, start: number }} TimeAnchor
+ */
+
+// How far from a parsed chunk its anchor is trusted: a live timeline runs at 1×, but a
+// discontinuity further away would go unseen; the playlist mapping takes over beyond.
+const ANCHOR_REACH_MS = 30_000;
+
+/**
+ * Maps a program date-time onto the media timeline. Through `anchor` when one lies within 30 s
+ * (exact: both sides come from parsed media); else through the playlist — from the last fragment
+ * whose EXT-X-PROGRAM-DATE-TIME is at or before it (else the first dated fragment), `start + Δ`,
+ * where hls.js's `start` of a fragment not parsed yet is an estimate.
  * @param {{ fragments?: { start: number, programDateTime: number | null }[] }} details
  * @param {number} dateMs
+ * @param {TimeAnchor | null} [anchor]
  * @returns {number} media seconds, NaN when the playlist has no PROGRAM-DATE-TIME
  */
-export function mediaTimeOfDate(details, dateMs) {
-  let anchor = null;
+export function mediaTimeOfDate(details, dateMs, anchor = null) {
+  if (anchor && Math.abs(dateMs - anchor.programDateTime) <= ANCHOR_REACH_MS) {
+    return anchor.start + (dateMs - anchor.programDateTime) / 1000;
+  }
+  let from = null;
   for (const frag of details?.fragments ?? []) {
     if (!Number.isFinite(frag?.programDateTime) || !Number.isFinite(frag?.start)) continue;
-    if (anchor === null || frag.programDateTime <= dateMs) anchor = frag;
+    if (from === null || frag.programDateTime <= dateMs) from = frag;
     if (frag.programDateTime > dateMs) break;
   }
-  return anchor ? anchor.start + (dateMs - anchor.programDateTime) / 1000 : NaN;
+  return from ? from.start + (dateMs - from.programDateTime) / 1000 : NaN;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Schedule: pure state — cues offered with a media time, polled with the playback position.
+
+/**
+ * The anchor a `Hls.Events.LEVEL_PTS_UPDATED` gives, or null. hls.js reports the parsed chunk's
+ * fragment and part and the stream's start PTS on the media timeline; a part's own start PTS is kept
+ * on `part.elementaryStreams[type]` and its place in the fragment is `part.fragOffset` (the sum of
+ * the EXT-X-PART DURATIONs before it).
+ * @param {{ frag?: any, part?: any, type?: string, start?: number }} data
+ * @returns {TimeAnchor | null}
+ */
+export function anchorOfParsedChunk(data) {
+  const { frag, part, type, start } = data ?? {};
+  if (!Number.isFinite(frag?.programDateTime)) return null;
+  const mediaStart = part ? part.elementaryStreams?.[type]?.startPTS : start;
+  const offsetS = part ? part.fragOffset : 0;
+  if (!Number.isFinite(mediaStart) || !Number.isFinite(offsetS)) return null;
+  return { programDateTime: frag.programDateTime + offsetS * 1000, start: mediaStart };
+}
 
 /**
  * @typedef {object} Due
@@ -481,6 +514,9 @@ export class DroplineOverlay extends EventTarget {
     this.frameHandle = null;
     this.timer = null;
     this.detached = false;
+    /** @type {TimeAnchor | null} latest parsed video chunk (audio when there is no video) */
+    this.anchor = null;
+    this.anchorFromVideo = false;
     // Every reload repeats a malformed DATERANGE: log each ID once.
     this.badDateRanges = new Set();
 
@@ -489,7 +525,7 @@ export class DroplineOverlay extends EventTarget {
     this.hlsHandlers = [
       [E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)],
       [E.LEVEL_UPDATED, (_e, data) => this.onPlaylist(data?.details, true)],
-      [E.LEVEL_PTS_UPDATED, (_e, data) => this.onPlaylist(data?.details, false)],
+      [E.LEVEL_PTS_UPDATED, (_e, data) => this.onParsed(data)],
       [E.DESTROYING, () => this.detach()],
     ].map(([name, fn]) => [name, this.guard(fn)]);
     for (const [name, fn] of this.hlsHandlers) hls.on(name, fn);
@@ -568,6 +604,17 @@ export class DroplineOverlay extends EventTarget {
     }
   }
 
+  /** LEVEL_PTS_UPDATED: a chunk was parsed; its PTS anchors PROGRAM-DATE-TIME on the media timeline. */
+  onParsed(data) {
+    const anchor = anchorOfParsedChunk(data);
+    const video = data?.type !== 'audio';
+    if (anchor && (video || !this.anchorFromVideo)) {
+      this.anchor = anchor;
+      this.anchorFromVideo = video;
+    }
+    this.onPlaylist(data?.details, false);
+  }
+
   /**
    * LEVEL_UPDATED / LEVEL_PTS_UPDATED: every DATERANGE of ours, mapped (again: fragment starts move
    * once their PTS is known) onto the media timeline.
@@ -580,7 +627,7 @@ export class DroplineOverlay extends EventTarget {
         const cue = cueFromDateRange(dateRange);
         if (!cue) continue;
         seen.add(cue.id);
-        this.offer(cue, mediaTimeOfDate(details, cue.startMs), 'daterange');
+        this.offer(cue, mediaTimeOfDate(details, cue.startMs, this.anchor), 'daterange');
       } catch (e) {
         const id = String(dateRange?.attr?.ID);
         if (this.badDateRanges.has(id)) continue;

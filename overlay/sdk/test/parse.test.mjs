@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   CueError,
+  anchorOfParsedChunk,
   cueFromDateRange,
   cueTextsFromId3,
   decodeBase64url,
@@ -204,4 +205,22 @@ test('START-DATE maps through the nearest earlier PROGRAM-DATE-TIME', () => {
   assert.ok(Math.abs(mediaTimeOfDate(d, Date.parse('2026-11-26T10:04:00.500Z')) - 110.5) < 1e-9);
   assert.ok(Number.isNaN(mediaTimeOfDate({ fragments: [{ start: 0, programDateTime: null }] }, 0)));
   assert.ok(Number.isNaN(mediaTimeOfDate(undefined, 0)));
+});
+
+test('a parsed chunk anchors PROGRAM-DATE-TIME on the media timeline, within 30 s', () => {
+  const pdt = Date.parse('2026-11-26T10:03:00.000Z');
+  const frag = { start: 100.2, programDateTime: pdt }; // start: hls.js's estimate, 200 ms off
+  // Part 3 of the fragment (0.6 s in by its EXT-X-PART DURATIONs) parsed at media 100.6.
+  const part = { fragOffset: 0.6, elementaryStreams: { video: { startPTS: 100.6 } } };
+  const anchor = anchorOfParsedChunk({ frag, part, type: 'video', start: 100.0 });
+  assert.deepEqual(anchor, { programDateTime: pdt + 600, start: 100.6 });
+  // A whole fragment: the stream's start PTS.
+  assert.deepEqual(anchorOfParsedChunk({ frag, type: 'video', start: 100.0 }), { programDateTime: pdt, start: 100.0 });
+  for (const bad of [undefined, {}, { frag: { programDateTime: null }, start: 1 }, { frag, part: {}, type: 'video' }]) {
+    assert.equal(anchorOfParsedChunk(bad), null);
+  }
+  const d = details([], { start: 100.2 });
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 5_000) - 105.2) < 1e-9, 'playlist estimate');
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 5_000, anchor) - 105.0) < 1e-9, 'anchored');
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 40_000, anchor) - 140.2) < 1e-9, 'too far: playlist');
 });
