@@ -12,7 +12,9 @@
 //
 // Everything but `attachOverlay` is pure (no clock, no DOM) and exported for the unit tests.
 
-/** @typedef {'offer-open' | 'offer-close' | 'stock-stage' | 'product-card' | 'sold-out' | 'custom'} CueKind */
+/**
+ * @typedef {'offer-open' | 'offer-close' | 'stock-stage' | 'product-card' | 'sold-out' | 'custom'} CueKind
+ */
 /** @typedef {'offer' | 'stage' | 'card' | 'soldout' | 'custom'} CueEventType */
 /** @typedef {'emsg' | 'daterange'} Carriage */
 
@@ -127,7 +129,9 @@ export function readTxxxFrames(bytes) {
     if (major !== 3 && major !== 4) throw new CueError(`ID3v2.${major} is not supported`);
     if (size < 0) throw new CueError('ID3 tag size is not syncsafe');
     const end = tag + 10 + size;
-    if (end > bytes.length) throw new CueError(`ID3 tag of ${size} bytes overruns ${bytes.length - tag - 10}`);
+    if (end > bytes.length) {
+      throw new CueError(`ID3 tag of ${size} bytes overruns ${bytes.length - tag - 10}`);
+    }
     // §3.1: flag bit 7 unsynchronisation (the contract writes none), bit 6 extended header.
     if (flags & 0x80) throw new CueError('unsynchronised ID3 tags are not supported');
     let off = tag + 10;
@@ -261,7 +265,9 @@ export function cueFromDateRange(dateRange) {
   const cue = parseCue(text);
   // ID and CLASS must agree with the payload they carry (contract §2).
   if (cue.id !== attr.ID) throw new CueError(`DATERANGE ID ${attr.ID} carries cue ${cue.id}`);
-  if (cls !== DATERANGE_CLASS_PREFIX + cue.kind) throw new CueError(`DATERANGE ${cue.id}: CLASS ${cls} carries ${cue.kind}`);
+  if (cls !== DATERANGE_CLASS_PREFIX + cue.kind) {
+    throw new CueError(`DATERANGE ${cue.id}: CLASS ${cls} carries ${cue.kind}`);
+  }
   // START-DATE is the authority for where the tag sits on the timeline.
   const startMs = Date.parse(attr['START-DATE']);
   if (!Number.isFinite(startMs)) throw new CueError(`DATERANGE ${cue.id}: bad START-DATE`);
@@ -269,30 +275,33 @@ export function cueFromDateRange(dateRange) {
 }
 
 /**
- * A point where a program date-time and a media time are known to coincide: a parsed part or
- * fragment, whose PROGRAM-DATE-TIME (plus the part's offset) is where its first sample plays.
+ * Where a segment's EXT-X-PROGRAM-DATE-TIME sits on the media timeline: the start PTS of its first
+ * sample, known once hls.js has parsed the segment (or its first part).
  * @typedef {{ programDateTime: number, start: number }} TimeAnchor
  */
 
-// How far from a parsed chunk its anchor is trusted: a live timeline runs at 1×, but a
-// discontinuity further away would go unseen; the playlist mapping takes over beyond.
+// How far past a parsed segment its anchor is used: a live timeline runs at 1×, but a
+// discontinuity further on would go unseen; the playlist mapping takes over beyond.
 const ANCHOR_REACH_MS = 30_000;
 
 /**
- * Maps a program date-time onto the media timeline. Through `anchor` when one lies within 30 s
- * (exact: both sides come from parsed media); else through the playlist — from the last fragment
- * whose EXT-X-PROGRAM-DATE-TIME is at or before it (else the first dated fragment), `start + Δ`,
- * where hls.js's `start` of a fragment not parsed yet is an estimate.
+ * Maps a program date-time onto the media timeline, from the segment it falls in: through the
+ * latest parsed segment that starts at or before it (within 30 s) — exact, both sides come from
+ * the media — else through the playlist: the last fragment whose EXT-X-PROGRAM-DATE-TIME is at or
+ * before it (else the first dated fragment), `start + Δ`, where hls.js's `start` of a fragment it
+ * has not parsed is an estimate.
  * @param {{ fragments?: { start: number, programDateTime: number | null }[] }} details
  * @param {number} dateMs
- * @param {TimeAnchor | null} [anchor]
+ * @param {TimeAnchor[]} [anchors] parsed segments, oldest first
  * @returns {number} media seconds, NaN when the playlist has no PROGRAM-DATE-TIME
  */
-export function mediaTimeOfDate(details, dateMs, anchor = null) {
-  if (anchor && Math.abs(dateMs - anchor.programDateTime) <= ANCHOR_REACH_MS) {
-    return anchor.start + (dateMs - anchor.programDateTime) / 1000;
-  }
+export function mediaTimeOfDate(details, dateMs, anchors = []) {
   let from = null;
+  for (const a of anchors) if (a.programDateTime <= dateMs) from = a;
+  if (from && dateMs - from.programDateTime <= ANCHOR_REACH_MS) {
+    return from.start + (dateMs - from.programDateTime) / 1000;
+  }
+  from = null;
   for (const frag of details?.fragments ?? []) {
     if (!Number.isFinite(frag?.programDateTime) || !Number.isFinite(frag?.start)) continue;
     if (from === null || frag.programDateTime <= dateMs) from = frag;
@@ -301,25 +310,25 @@ export function mediaTimeOfDate(details, dateMs, anchor = null) {
   return from ? from.start + (dateMs - from.programDateTime) / 1000 : NaN;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Schedule: pure state — cues offered with a media time, polled with the playback position.
-
 /**
- * The anchor a `Hls.Events.LEVEL_PTS_UPDATED` gives, or null. hls.js reports the parsed chunk's
- * fragment and part and the stream's start PTS on the media timeline; a part's own start PTS is kept
- * on `part.elementaryStreams[type]` and its place in the fragment is `part.fragOffset` (the sum of
- * the EXT-X-PART DURATIONs before it).
+ * The anchor a `Hls.Events.LEVEL_PTS_UPDATED` gives, or null: for a whole fragment, or for the first
+ * part of one (hls.js keeps a part's own start PTS on `part.elementaryStreams[type]`). A later part
+ * gives none: its place in the segment would come from the playlist's EXT-X-PART DURATIONs, not
+ * from the media.
  * @param {{ frag?: any, part?: any, type?: string, start?: number }} data
  * @returns {TimeAnchor | null}
  */
 export function anchorOfParsedChunk(data) {
   const { frag, part, type, start } = data ?? {};
   if (!Number.isFinite(frag?.programDateTime)) return null;
+  if (part && part.index !== 0) return null;
   const mediaStart = part ? part.elementaryStreams?.[type]?.startPTS : start;
-  const offsetS = part ? part.fragOffset : 0;
-  if (!Number.isFinite(mediaStart) || !Number.isFinite(offsetS)) return null;
-  return { programDateTime: frag.programDateTime + offsetS * 1000, start: mediaStart };
+  if (!Number.isFinite(mediaStart)) return null;
+  return { programDateTime: frag.programDateTime, start: mediaStart };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Schedule: pure state — cues offered with a media time, polled with the playback position.
 
 /**
  * @typedef {object} Due
@@ -416,7 +425,8 @@ export class CueSchedule {
         continue;
       }
       this.remember(id, 'fired');
-      due.push({ cue: p.cue, mediaTime: p.mediaTime, carriage: p.carriage, late: lateBy > this.lateToleranceS });
+      const late = lateBy > this.lateToleranceS;
+      due.push({ cue: p.cue, mediaTime: p.mediaTime, carriage: p.carriage, late });
     }
     return due.sort((a, b) => a.mediaTime - b.mediaTime);
   }
@@ -482,6 +492,8 @@ const TIMER_EARLY_S = 0.004;
 // No frame presented for this long (audio only, hidden tab, stall): fall back to currentTime.
 const FRAMES_STALE_MS = 500;
 const MAX_LOGGED_BAD_IDS = 1000;
+// Parsed segments remembered as PROGRAM-DATE-TIME anchors (a minute of 2 s segments).
+const MAX_ANCHORS = 32;
 
 /**
  * The object `attachOverlay` returns: an EventTarget dispatching CustomEvent<CueDetail> of type
@@ -514,9 +526,9 @@ export class DroplineOverlay extends EventTarget {
     this.frameHandle = null;
     this.timer = null;
     this.detached = false;
-    /** @type {TimeAnchor | null} latest parsed video chunk (audio when there is no video) */
-    this.anchor = null;
-    this.anchorFromVideo = false;
+    /** @type {TimeAnchor[]} the last parsed segments (video, else audio), oldest first */
+    this.anchors = [];
+    this.anchorsFromVideo = false;
     // Every reload repeats a malformed DATERANGE: log each ID once.
     this.badDateRanges = new Set();
 
@@ -526,6 +538,7 @@ export class DroplineOverlay extends EventTarget {
       [E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)],
       [E.LEVEL_UPDATED, (_e, data) => this.onPlaylist(data?.details, true)],
       [E.LEVEL_PTS_UPDATED, (_e, data) => this.onParsed(data)],
+      [E.MANIFEST_LOADING, () => this.onNewSource()],
       [E.DESTROYING, () => this.detach()],
     ].map(([name, fn]) => [name, this.guard(fn)]);
     for (const [name, fn] of this.hlsHandlers) hls.on(name, fn);
@@ -604,13 +617,25 @@ export class DroplineOverlay extends EventTarget {
     }
   }
 
+  /** MANIFEST_LOADING (hls.loadSource): times and anchors of the previous source mean nothing now. */
+  onNewSource() {
+    this.schedule.pending.clear();
+    this.anchors = [];
+    this.anchorsFromVideo = false;
+  }
+
   /** LEVEL_PTS_UPDATED: a chunk was parsed; its PTS anchors PROGRAM-DATE-TIME on the media timeline. */
   onParsed(data) {
     const anchor = anchorOfParsedChunk(data);
     const video = data?.type !== 'audio';
-    if (anchor && (video || !this.anchorFromVideo)) {
-      this.anchor = anchor;
-      this.anchorFromVideo = video;
+    if (anchor && (video || !this.anchorsFromVideo)) {
+      if (video && !this.anchorsFromVideo) this.anchors = [];
+      this.anchorsFromVideo = video;
+      // Ordered by date; a segment parsed again (level switch) replaces its entry.
+      this.anchors = this.anchors.filter((a) => a.programDateTime !== anchor.programDateTime);
+      this.anchors.push(anchor);
+      this.anchors.sort((x, y) => x.programDateTime - y.programDateTime);
+      if (this.anchors.length > MAX_ANCHORS) this.anchors.shift();
     }
     this.onPlaylist(data?.details, false);
   }
@@ -627,7 +652,7 @@ export class DroplineOverlay extends EventTarget {
         const cue = cueFromDateRange(dateRange);
         if (!cue) continue;
         seen.add(cue.id);
-        this.offer(cue, mediaTimeOfDate(details, cue.startMs, this.anchor), 'daterange');
+        this.offer(cue, mediaTimeOfDate(details, cue.startMs, this.anchors), 'daterange');
       } catch (e) {
         const id = String(dateRange?.attr?.ID);
         if (this.badDateRanges.has(id)) continue;
@@ -641,7 +666,8 @@ export class DroplineOverlay extends EventTarget {
     if (!reloaded || details.deltaUpdateFailed) return;
     const windowStart = details.fragments?.[0]?.start ?? Infinity;
     for (const p of this.pending()) {
-      if (seen.has(p.id) || !this.schedule.pendingFromPlaylistOnly(p.id) || p.mediaTime < windowStart) continue;
+      if (seen.has(p.id) || p.mediaTime < windowStart) continue;
+      if (!this.schedule.pendingFromPlaylistOnly(p.id)) continue;
       this.schedule.cancel(p.id);
       this.log(`cue ${p.id} left the playlist before airing: cancelled`);
     }

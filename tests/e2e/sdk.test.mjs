@@ -104,12 +104,20 @@ test('player SDK in Chromium: cues from both carriages fire once, on time', { ti
     // closed 4 s ago (never fires).
     const cards = [0, 1, 2, 3].map((i) => ({
       at: t0 + 2.0 + 0.7 * i,
-      json: cueJson({ id: `card-${i}`, kind: 'product-card', start: iso(t0 + 2.0 + 0.7 * i), payload: { title: `Tee ${i}`, price: '29 EUR' } }),
+      json: cueJson({
+        id: `card-${i}`,
+        kind: 'product-card',
+        start: iso(t0 + 2.0 + 0.7 * i),
+        payload: { title: `Tee ${i}`, price: '29 EUR' },
+      }),
     }));
     const stages = [0, 1, 2, 3].map((i) => ({
       json: cueJson({ id: `stage-${i}`, kind: 'stock-stage', start: iso(t0 + 2.3 + 0.7 * i), payload: { label: `stage ${i}` } }),
     }));
-    const offer = { at: t0 + 3.2, json: cueJson({ id: 'offer-1', kind: 'offer-open', start: iso(t0 + 3.2), durationMs: 20_000, payload: { title: 'Tee 3' } }) };
+    const offer = {
+      at: t0 + 3.2,
+      json: cueJson({ id: 'offer-1', kind: 'offer-open', start: iso(t0 + 3.2), durationMs: 20_000, payload: { title: 'Tee 3' } }),
+    };
     const running = { at: t0 - 3, json: cueJson({ id: 'offer-0', kind: 'offer-open', start: iso(t0 - 3), durationMs: 30_000 }) };
     const expired = { at: t0 - 5, json: cueJson({ id: 'stage-x', kind: 'stock-stage', start: iso(t0 - 5), durationMs: 1_000 }) };
 

@@ -207,20 +207,26 @@ test('START-DATE maps through the nearest earlier PROGRAM-DATE-TIME', () => {
   assert.ok(Number.isNaN(mediaTimeOfDate(undefined, 0)));
 });
 
-test('a parsed chunk anchors PROGRAM-DATE-TIME on the media timeline, within 30 s', () => {
+test('a parsed segment anchors its PROGRAM-DATE-TIME on the media timeline, for 30 s', () => {
   const pdt = Date.parse('2026-11-26T10:03:00.000Z');
   const frag = { start: 100.2, programDateTime: pdt }; // start: hls.js's estimate, 200 ms off
-  // Part 3 of the fragment (0.6 s in by its EXT-X-PART DURATIONs) parsed at media 100.6.
-  const part = { fragOffset: 0.6, elementaryStreams: { video: { startPTS: 100.6 } } };
-  const anchor = anchorOfParsedChunk({ frag, part, type: 'video', start: 100.0 });
-  assert.deepEqual(anchor, { programDateTime: pdt + 600, start: 100.6 });
+  // Part 0 of the fragment parsed: its first sample plays at 100.0.
+  const part0 = { index: 0, fragOffset: 0, elementaryStreams: { video: { startPTS: 100.0 } } };
+  const anchor = anchorOfParsedChunk({ frag, part: part0, type: 'video', start: 100.0 });
+  assert.deepEqual(anchor, { programDateTime: pdt, start: 100.0 });
   // A whole fragment: the stream's start PTS.
   assert.deepEqual(anchorOfParsedChunk({ frag, type: 'video', start: 100.0 }), { programDateTime: pdt, start: 100.0 });
-  for (const bad of [undefined, {}, { frag: { programDateTime: null }, start: 1 }, { frag, part: {}, type: 'video' }]) {
+  // A later part: its offset in the segment is nominal (playlist DURATIONs), so no anchor.
+  const part3 = { index: 3, fragOffset: 0.6, elementaryStreams: { video: { startPTS: 100.58 } } };
+  assert.equal(anchorOfParsedChunk({ frag, part: part3, type: 'video', start: 100.0 }), null);
+  for (const bad of [undefined, {}, { frag: { programDateTime: null }, start: 1 }, { frag, part: { index: 0 }, type: 'video' }]) {
     assert.equal(anchorOfParsedChunk(bad), null);
   }
   const d = details([], { start: 100.2 });
   assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 5_000) - 105.2) < 1e-9, 'playlist estimate');
-  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 5_000, anchor) - 105.0) < 1e-9, 'anchored');
-  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 40_000, anchor) - 140.2) < 1e-9, 'too far: playlist');
+  const next = { programDateTime: pdt + 2_000, start: 101.99 };
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 1_000, [anchor, next]) - 101.0) < 1e-9, 'its own segment');
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 5_000, [anchor, next]) - 104.99) < 1e-9, 'latest before it');
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt - 1_000, [anchor, next]) - 99.2) < 1e-9, 'before all: playlist');
+  assert.ok(Math.abs(mediaTimeOfDate(d, pdt + 40_000, [anchor]) - 140.2) < 1e-9, 'too far: playlist');
 });

@@ -290,22 +290,38 @@ test('overlay: frames dropped or played fast — fires on the callback nearest i
   assert.ok(Math.abs(err.b - (1 / 15 - 0.045)) < 1e-4, `b: ${err.b}`);
 });
 
-test('overlay: a parsed part corrects the playlist estimate of a DATERANGE time', () => {
+test('overlay: a parsed segment corrects the playlist estimate of a DATERANGE time', () => {
   const h = harness({}, { currentTime: 104 });
   h.video.play(0.1);
   const json = cueJson({ id: 'anchored', kind: 'stock-stage', start: '2026-11-26T10:03:05.000Z' });
   h.playlist([dateRange(json)], { start: 100.15 }); // fragment starts estimated 150 ms late
   assert.ok(Math.abs(h.overlay.pending()[0].mediaTime - 105.15) < 1e-9);
-  // hls.js parsed part 2 of the fragment at 10:03:04 (fragment start 104.15 estimated) at 104.4.
+  // hls.js parsed part 0 of the segment dated 10:03:04 (estimated at 104.15): it starts at 104.0.
   const frag = { start: 104.15, programDateTime: Date.parse('2026-11-26T10:03:04.000Z') };
-  const part = { fragOffset: 0.4, elementaryStreams: { video: { startPTS: 104.4 } } };
-  h.hls.trigger('hlsLevelPtsUpdated', { details: details([dateRange(json)], { start: 100.15 }), type: 'video', frag, part, start: 104.1, drift: 0 });
+  const pts = (type, startPTS, index = 0) => ({
+    details: details([dateRange(json)], { start: 100.15 }),
+    type,
+    frag,
+    part: { index, fragOffset: index * 0.2, elementaryStreams: { [type]: { startPTS } } },
+    start: 104.0,
+    drift: 0,
+  });
+  h.hls.trigger('hlsLevelPtsUpdated', pts('video', 104.0));
   assert.ok(Math.abs(h.overlay.pending()[0].mediaTime - 105.0) < 1e-9, JSON.stringify(h.overlay.pending()));
-  // An audio chunk does not displace a video anchor.
-  const audioPart = { fragOffset: 0.4, elementaryStreams: { audio: { startPTS: 104.38 } } };
-  h.hls.trigger('hlsLevelPtsUpdated', { details: details([dateRange(json)], { start: 100.15 }), type: 'audio', frag, part: audioPart, start: 104.1, drift: 0 });
+  // Neither an audio chunk nor a later part moves it.
+  h.hls.trigger('hlsLevelPtsUpdated', pts('audio', 103.98));
+  h.hls.trigger('hlsLevelPtsUpdated', pts('video', 104.7, 3));
   assert.ok(Math.abs(h.overlay.pending()[0].mediaTime - 105.0) < 1e-9);
   h.video.play(1.5);
   const [c] = h.events.filter((e) => e.event === 'stage');
   assert.ok(Math.abs(c.firedAt - 105.0) <= FRAME / 2 + 1e-9, `fired at ${c.firedAt}`);
+});
+
+test('overlay: loading another source drops what was pending on the old timeline', () => {
+  const h = harness({}, { currentTime: 0 });
+  h.emsg(cueJson({ id: 'old' }), 5);
+  h.hls.trigger('hlsManifestLoading', { url: 'other.m3u8' });
+  assert.deepEqual(h.overlay.pending(), []);
+  h.video.play(6);
+  assert.equal(h.events.length, 0);
 });
