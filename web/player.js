@@ -7,7 +7,8 @@
 //                                 play this playlist instead; the stream list is read from that origin
 //
 // window.droplineStats() returns a plain object for tests (see `stats()` below).
-// window.droplineCues lists the commerce cues the player SDK fired (see `recordCue()` below).
+// window.droplineCues lists the commerce cues the player SDK fired (see `recordCue()` below);
+// window.droplineOverlay is the SDK object attached to the current hls.js instance (for tests).
 
 const HLS_SCRIPT_CANDIDATES = [
   // Served by the gateway: /vendor/hls.js -> web/node_modules/hls.js/dist/hls.min.js

