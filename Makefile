@@ -29,7 +29,7 @@ GOLDEN_CHECK := fixtures/golden/playlist/check_m3u8.py
 
 help:
 	@echo "make run    build and serve the demo test pattern on http://localhost:8080/?stream=$(DEMO_STREAM)"
-	@echo "make test   fmt + clippy + cargo test + playlist checks + end-to-end player tests"
+	@echo "make test   fmt + clippy + cargo test + playlist checks + player SDK unit tests + end-to-end player tests"
 	@echo "make build  cargo build --workspace --all-targets"
 	@echo "make deps   install missing Debian packages, web/node_modules and Python m3u8"
 	@echo "make bench  part-latency benchmark"
@@ -91,6 +91,7 @@ test: deps
 	$(CARGO) test --workspace
 	$(PYTHON) $(GOLDEN_CHECK) fixtures/golden/playlist/*.m3u8
 	$(MAKE) --no-print-directory fuzz-smoke FUZZ_SMOKE_SECONDS=$(TEST_FUZZ_SECONDS) $(TEST_FUZZ_FLAGS)
+	$(NODE) --test overlay/sdk/test/
 	$(MAKE) --no-print-directory e2e
 
 ## e2e: end-to-end tests only (expects `make build` to have run). One file at a time: each one

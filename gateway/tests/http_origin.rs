@@ -516,3 +516,18 @@ async fn playlists_revalidate_with_weak_etags() {
         .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
 }
+
+#[tokio::test(start_paused = true)]
+async fn player_sdk_is_served_as_a_javascript_module() {
+    let f = Fixture::new();
+    let (status, h, body) = f.get("/sdk/dropline-overlay.mjs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"),
+        "{h:?}"
+    );
+    assert!(body.contains("export function attachOverlay("), "{body}");
+}

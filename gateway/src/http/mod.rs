@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/streams", get(web::streams))
         .route("/{stream}/index.m3u8", get(hls::multivariant))
         .route("/{stream}/{rendition}/{object}", get(hls::rendition_object))
+        .route("/sdk/dropline-overlay.mjs", get(web::player_sdk))
         .route_service(
             "/vendor/hls.js",
             ServeFile::new(state.web_root.join("node_modules/hls.js/dist/hls.min.js")),
