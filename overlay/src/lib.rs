@@ -10,8 +10,11 @@
 pub mod book;
 pub mod carriage;
 pub mod cue;
+pub mod drop;
+pub mod figures;
 pub mod offer;
 pub mod rfc3339;
+pub mod webhook;
 
 pub use book::{
     BookEvent, CancelError, Cue, CueBook, CueState, OfferSigning, PartRef, Placement,
