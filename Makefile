@@ -111,7 +111,7 @@ bench: deps-apt
 ##   make fuzz-smoke                   every target for FUZZ_SMOKE_SECONDS (20) each
 ##   make fuzz FUZZ_SECONDS=600        every target for FUZZ_SECONDS (300) each
 ##   make fuzz FUZZ_TARGETS=segmenter  one target
-FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist
+FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist cue_body webhooks
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 # `make test` runs every target briefly, so a parser change that panics on its seeds fails CI.

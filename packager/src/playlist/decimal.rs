@@ -21,7 +21,7 @@ const DECIMALS: u32 = 5;
 /// Negative times print as `0.0`: a decimal-floating-point is non-negative
 /// (rfc8216bis §4.2: "expresses a non-negative floating-point number").
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Secs(pub(crate) MediaTime);
+pub struct Secs(pub MediaTime);
 
 impl fmt::Display for Secs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

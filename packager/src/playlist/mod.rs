@@ -12,6 +12,8 @@
 //! `names.rs` owns every URI this crate hands out.
 
 mod decimal;
+/// The one decimal-seconds rendering, shared with the overlay's `EXT-X-DATERANGE` DURATION.
+pub use decimal::Secs;
 pub mod media;
 pub mod multivariant;
 pub mod names;
