@@ -345,9 +345,23 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
     /// srtla.md §4.1, REG1.
     fn reg1(&mut self, now: Instant, from: SocketAddr, body: &[u8]) {
         // Rule 3: "Source address already known … → REG_ERR" (so a
-        // retransmitted REG1 does not make a second group).
-        if self.owner_of(from).is_some() {
-            self.reply(from, &packet::bare(REG_ERR));
+        // retransmitted REG1 does not make a second group). Our one
+        // deviation: the same REG1 again from the socket that created a
+        // group still without links gets that group's REG2 again. Senders
+        // repeat REG1 every second while they wait (srtla.md §4.2), so a
+        // lost REG2 would otherwise cost a registration timeout; the answer
+        // goes only to the address that already received it.
+        if let Some(key) = self.owner_of(from) {
+            let again = self.groups.get(&key).and_then(|g| {
+                (g.reg_addr == from
+                    && g.links.is_empty()
+                    && body.get(..GROUP_ID_HALF) == Some(g.id.sender_half()))
+                .then(|| packet::registration(REG2, &g.id))
+            });
+            match again {
+                Some(reply) => self.reply(from, &reply),
+                None => self.reply(from, &packet::bare(REG_ERR)),
+            }
             return;
         }
         // Rule 2: table full → REG_ERR, after trying IRL's eviction of the
@@ -784,12 +798,32 @@ mod tests {
             max_groups: 2,
             ..ReceiverConfig::default()
         });
-        let _ = h.group(1, addr(1), &[addr(10)]);
-        let err = vec![link(addr(1), &bare(REG_ERR))];
-        // A retransmitted REG1 from the REG1 socket, or from a link.
+        // The same REG1 again before any link joined: the same REG2 again
+        // (its answer may have been lost), and still one group.
+        let first = h.send(addr(1), &registration(REG1, &GroupId([1; 256])));
         assert_eq!(
             h.send(addr(1), &registration(REG1, &GroupId([1; 256]))),
-            err
+            first
+        );
+        assert_eq!(h.rx.size(), (1, 0));
+        // Another sender half from that address: refused.
+        assert_eq!(
+            h.send(addr(1), &registration(REG1, &GroupId([9; 256]))),
+            vec![link(addr(1), &bare(REG_ERR))]
+        );
+        let [Transmit::Link { payload, .. }] = &first[..] else {
+            panic!("{first:?}")
+        };
+        let id = GroupId(payload[2..].try_into().unwrap());
+        assert_eq!(
+            h.send(addr(10), &registration(REG2, &id)),
+            vec![link(addr(10), &bare(REG3))]
+        );
+        // Once the group has a link, a REG1 from its REG1 socket or from a
+        // link is refused.
+        assert_eq!(
+            h.send(addr(1), &registration(REG1, &GroupId([1; 256]))),
+            vec![link(addr(1), &bare(REG_ERR))]
         );
         assert_eq!(
             h.send(addr(10), &registration(REG1, &GroupId([1; 256]))),
