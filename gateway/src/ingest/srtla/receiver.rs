@@ -115,6 +115,8 @@ struct Group {
     last_active: Option<SocketAddr>,
     had_link: bool,
     srt_open: bool,
+    /// SRT data went through the current SRT socket: a session is up.
+    srt_data: bool,
     seen: SeenWindow,
     forwarded_packets: u64,
     forwarded_bytes: u64,
@@ -419,6 +421,7 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                 last_active: None,
                 had_link: false,
                 srt_open: false,
+                srt_data: false,
                 seen: SeenWindow::default(),
                 forwarded_packets: 0,
                 forwarded_bytes: 0,
@@ -548,15 +551,20 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     }
                     return;
                 }
+                g.srt_data = true;
                 g.forward(key, d, &mut self.out);
             }
             Packet::SrtControl { .. } => {
                 g.last_active = Some(from);
                 // srtla.md §5.5 (OIRL): an induction handshake on a group with
                 // an open SRT socket is the encoder reconnecting; a new socket
-                // makes the listener see a fresh peer.
-                if g.srt_open && packet::is_srt_induction(d) {
+                // makes the listener see a fresh peer. Only after data has
+                // flowed: callers repeat the induction every 250 ms until
+                // answered, and a new port for a repeat would make the
+                // cookie of the first answer useless.
+                if g.srt_data && packet::is_srt_induction(d) {
                     g.srt_open = false;
+                    g.srt_data = false;
                     g.seen = SeenWindow::default();
                     self.out.push_back(Transmit::CloseSrt { group: key });
                 }
@@ -1074,13 +1082,16 @@ mod tests {
         let _ = h.group(1, addr(1), &[addr(10)]);
         let mut hs = srt_control(control::HANDSHAKE, 64);
         hs[39] = 1;
-        // The first one opens the socket; there is nothing to close.
+        // The first one opens the socket; there is nothing to close. A
+        // repeat before any data is the same handshake: same socket.
+        assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         let _ = h.send(addr(10), &srt_data(9));
         assert_eq!(
             h.send(addr(10), &hs),
             vec![Transmit::CloseSrt { group: GroupKey(0) }, srt(0, &hs)]
         );
+        assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         // The new session may reuse SNs: nothing counts as a duplicate.
         assert_eq!(h.send(addr(10), &srt_data(9)), vec![srt(0, &srt_data(9))]);
     }
