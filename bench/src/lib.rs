@@ -8,5 +8,6 @@
 pub mod fmp4;
 pub mod http1;
 pub mod playlist;
+pub mod srtla_sender;
 pub mod stats;
 pub mod ts;

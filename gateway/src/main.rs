@@ -1,7 +1,7 @@
 //! `dropline`: the gateway binary.
 //!
 //! Contract for scripts: once every listener is bound, one stdout line
-//! `dropline ready srt=IP:PORT http=IP:PORT [https=IP:PORT]` lists them.
+//! `dropline ready srt=IP:PORT http=IP:PORT [https=IP:PORT] [srtla=IP:PORT]` lists them.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use gateway::config::Config;
 use gateway::http::{AppState, router};
 use gateway::ingest::srt::SrtIngest;
+use gateway::ingest::srtla;
 use gateway::media::TestSource;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
@@ -56,6 +57,9 @@ struct ServeArgs {
     /// HTTPS listen address (needs [http] tls_cert and tls_key); port 0 picks one.
     #[arg(long)]
     https_listen: Option<SocketAddr>,
+    /// SRTLA (bonded SRT) listen address (UDP); off unless set here or in the config.
+    #[arg(long)]
+    srtla_listen: Option<SocketAddr>,
     /// Folder of the demo player page.
     #[arg(long)]
     web_root: Option<PathBuf>,
@@ -100,6 +104,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(a) = args.https_listen {
         cfg.http.https_listen = Some(a);
     }
+    if let Some(a) = args.srtla_listen {
+        cfg.srtla.listen = Some(a);
+    }
     if let Some(w) = args.web_root {
         cfg.http.web_root = w;
     }
@@ -129,11 +136,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let srtla = match cfg.srtla.listen {
+        Some(listen) => Some(
+            srtla::io::SrtlaIngest::bind(listen, cfg.srtla.receiver())
+                .await
+                .with_context(|| format!("binding SRTLA on {listen}"))?,
+        ),
+        None => None,
+    };
+    let srtla_stats = match &srtla {
+        Some(s) => s.stats(),
+        None => tokio::sync::watch::channel(Arc::default()).1,
+    };
 
     let app = router(AppState {
         registry,
         web_root: cfg.http.web_root.clone(),
-    });
+    })
+    .merge(srtla::api::router(srtla_stats));
     let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
     let https_task = match https {
         Some((listener, tls)) => {
@@ -152,6 +172,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
     });
     let srt_task = tokio::spawn(srt.run(shutdown.clone()));
+    if let Some(s) = srtla {
+        ready.push_str(&format!(" srtla={}", s.local_addr()));
+        // Each group reaches the SRT listener like any other caller.
+        tokio::spawn(s.run(loopback_of(srt_addr), shutdown.clone()));
+    }
 
     {
         let mut out = std::io::stdout().lock();

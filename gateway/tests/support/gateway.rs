@@ -66,6 +66,8 @@ pub struct Gateway {
     pub http: SocketAddr,
     /// Listed in the ready line when the config sets up HTTPS.
     pub https: Option<SocketAddr>,
+    /// The SRTLA listener, when the config enables one.
+    pub srtla: Option<SocketAddr>,
     pub log: LogBuffer,
     _dir: tempfile::TempDir,
 }
@@ -146,11 +148,16 @@ impl Gateway {
             .split_whitespace()
             .find_map(|w| w.strip_prefix("https="))
             .map(|_| addr("https="));
+        let srtla = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("srtla="))
+            .and_then(|a| a.parse().ok());
         Self {
             child,
             srt,
             http,
             https,
+            srtla,
             log,
             _dir: dir,
         }
