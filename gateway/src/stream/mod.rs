@@ -4,6 +4,7 @@
 pub mod hub;
 pub mod registry;
 pub mod task;
+pub mod uplink;
 
 use std::sync::Arc;
 
