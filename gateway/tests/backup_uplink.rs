@@ -73,15 +73,15 @@ impl Watcher {
         if p.text.contains("#EXT-X-DISCONTINUITY") {
             gw.fail(&format!("a discontinuity:\n{}", p.text));
         }
-        if let Some(last) = &self.last {
-            if p.media_sequence < last.media_sequence || p.progress() < last.progress() {
-                gw.fail(&format!(
-                    "the playlist went back from {:?} to {:?}:\n{}",
-                    last.progress(),
-                    p.progress(),
-                    p.text
-                ));
-            }
+        if let Some(last) = &self.last
+            && (p.media_sequence < last.media_sequence || p.progress() < last.progress())
+        {
+            gw.fail(&format!(
+                "the playlist went back from {:?} to {:?}:\n{}",
+                last.progress(),
+                p.progress(),
+                p.text
+            ));
         }
         self.read_objects(gw, &p);
         self.last = Some(p);
