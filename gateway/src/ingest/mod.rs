@@ -1,4 +1,5 @@
 //! Contribution ingest: SRT publishers.
 
 pub mod srt;
+pub mod stats;
 pub mod streamid;

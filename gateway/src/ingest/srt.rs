@@ -19,20 +19,22 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use srt_protocol::options::KeySize;
 use srt_protocol::settings::{KeySettings, Passphrase};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::{ConnectionRequest, SrtListener};
+use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::stats::{PublisherStats, StatsTracker};
 use super::streamid::parse_publish;
-use crate::config::Config;
-use crate::stream::hub::{Hub, PublishError};
+use crate::config::{BITRATE_WINDOW, Config};
+use crate::stream::hub::{Hub, PublishError, Publisher};
 use crate::stream::uplink::Role;
 
 /// A bound SRT listener, ready to serve.
@@ -198,32 +200,81 @@ impl SrtIngest {
                     }
                 };
                 info!(stream = %name, %role, "publisher connected");
-                loop {
-                    let item = tokio::select! {
-                        item = socket.next() => item,
-                        () = publisher.closed() => {
-                            info!("stream dropped the publisher");
-                            break;
-                        }
-                    };
-                    match item {
-                        Some(Ok((_, datagram))) => {
-                            if publisher.send(datagram).await.is_err() {
-                                info!("stream dropped the publisher");
-                                break;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            debug!("receive error: {e}");
-                            break;
-                        }
-                        None => break,
-                    }
-                }
+                let tracker = StatsTracker::new(
+                    Instant::now(),
+                    role,
+                    peer.to_string(),
+                    socket.settings().recv_tsbpd_latency,
+                    BITRATE_WINDOW,
+                );
+                let (stats, stats_rx) = watch::channel(PublisherStats::default());
+                hub.registry().add_publisher(&name, stats_rx);
+                relay(
+                    &mut socket,
+                    &publisher,
+                    tracker,
+                    &stats,
+                    config.srt.max_bitrate_kbps,
+                )
+                .await;
                 info!(stream = %name, %role, "publisher disconnected");
             }
             .instrument(span),
         );
+    }
+}
+
+/// Forwards a publisher's datagrams to its stream until either side ends,
+/// keeping its statistics and enforcing `srt.max_bitrate_kbps` (0: none).
+async fn relay(
+    socket: &mut SrtSocket,
+    publisher: &Publisher,
+    mut tracker: StatsTracker,
+    stats: &watch::Sender<PublisherStats>,
+    max_kbps: u64,
+) {
+    let mut srt_stats = socket.statistics().clone();
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let item = tokio::select! {
+            item = socket.next() => item,
+            Some(s) = srt_stats.next() => {
+                tracker.on_srt(&s);
+                continue;
+            }
+            _ = every_second.tick() => {
+                stats.send_replace(tracker.snapshot(Instant::now(), publisher.queued()));
+                continue;
+            }
+            () = publisher.closed() => {
+                info!("stream dropped the publisher");
+                return;
+            }
+        };
+        let datagram = match item {
+            Some(Ok((_, datagram))) => datagram,
+            Some(Err(e)) => {
+                debug!("receive error: {e}");
+                return;
+            }
+            None => return,
+        };
+        if let Some(bps) = tracker.on_datagram(Instant::now(), datagram.len())
+            && max_kbps > 0
+            && bps > max_kbps.saturating_mul(1000)
+        {
+            warn!(
+                "disconnecting the publisher: it sent {} kbit/s over the last {:?}, \
+                 more than srt.max_bitrate_kbps = {max_kbps}",
+                bps / 1000,
+                BITRATE_WINDOW
+            );
+            return;
+        }
+        if publisher.send(datagram).await.is_err() {
+            info!("stream dropped the publisher");
+            return;
+        }
     }
 }
 

@@ -53,6 +53,12 @@ impl Publisher {
         self.data.send(datagram).await.map_err(|_| ())
     }
 
+    /// Datagrams queued for the stream task.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.data.max_capacity() - self.data.capacity()
+    }
+
     /// Resolves when the stream has dropped this publisher, so an idle caller
     /// is disconnected without waiting for its next datagram.
     pub async fn closed(&self) {
