@@ -5,7 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::gateway::{BASE_CONFIG, Gateway};
@@ -122,5 +125,79 @@ fn a_publisher_over_the_bitrate_limit_is_disconnected() {
     let kbps = publishers(&gw, "good")[0]["bitrate_kbps"].as_u64().unwrap();
     assert!(kbps < 3000, "the good publisher sends {kbps} kbit/s");
     flood.stop();
+    gw.assert_healthy();
+}
+
+/// A UDP relay on 127.0.0.1 that delays every datagram by `delay` in each
+/// direction (the kernel has no netem); serves one caller. Its threads end
+/// with the test process.
+fn delay_relay(target: SocketAddr, delay: Duration) -> SocketAddr {
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(target).unwrap();
+    let addr = front.local_addr().unwrap();
+    let caller = std::sync::Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+    // One direction: receive, then send each datagram `delay` after arrival.
+    let pipe = |recv: UdpSocket, send: UdpSocket, to_caller: bool| {
+        let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+        let caller_r = std::sync::Arc::clone(&caller);
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            loop {
+                let Ok((n, from)) = recv.recv_from(&mut buf) else {
+                    return;
+                };
+                if !to_caller {
+                    *caller_r.lock().unwrap() = Some(from);
+                }
+                if tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let caller_s = std::sync::Arc::clone(&caller);
+        thread::spawn(move || {
+            for (at, data) in rx {
+                thread::sleep(at.saturating_duration_since(Instant::now()));
+                if to_caller {
+                    if let Some(c) = *caller_s.lock().unwrap() {
+                        let _ = send.send_to(&data, c);
+                    }
+                } else {
+                    let _ = send.send(&data);
+                }
+            }
+        });
+    };
+    pipe(front.try_clone().unwrap(), back.try_clone().unwrap(), false);
+    pipe(back, front, true);
+    addr
+}
+
+#[test]
+fn rtt_is_measured_over_a_slow_path() {
+    let mut gw = Gateway::start(BASE_CONFIG);
+    // 40 ms each way.
+    let relay = delay_relay(gw.srt, Duration::from_millis(40));
+    let mut p = publish_av(relay, "publish:far", "");
+    gw.wait_live("far", Duration::from_secs(20));
+    let rtt = poll(SOON, Duration::from_millis(300), || {
+        let l = publishers(&gw, "far");
+        let rtt = l.first()?["rtt_ms"].as_f64()?;
+        (70.0..150.0).contains(&rtt).then_some(rtt)
+    })
+    .unwrap_or_else(|| {
+        gw.fail(&format!(
+            "no RTT near 80 ms reported: {:?}",
+            publishers(&gw, "far")
+        ))
+    });
+    eprintln!("RTT over a 2 × 40 ms relay: {rtt:.1} ms");
+    let list = publishers(&gw, "far");
+    assert_eq!(list[0]["latency_ms"], 120, "{list:?}");
+    p.assert_running();
     gw.assert_healthy();
 }

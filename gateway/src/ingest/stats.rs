@@ -1,16 +1,13 @@
 //! Per-publisher statistics for `/api/v1/streams`, and the bitrate meter
 //! that enforces `srt.max_bitrate_kbps`.
 //!
-//! srt-tokio 0.4 reports some counters (retransmitted and dropped packets)
-//! and leaves others at zero (loss detected, bandwidth, receive rate, buffer
-//! time, RTT): the gateway computes the bitrate from the bytes it is handed
-//! and the loss ratio from the packets SRT gave up on, and reports the
-//! negotiated latency, which is the time SRT holds every packet.
-//!
-//! No RTT: srt-protocol measures it from ACK/ACK2 pairs, but matches none of
-//! libsrt's ACK2s (`rx_ack2_errors` equals `rx_ack2` with ffmpeg callers), so
-//! its estimate never leaves its 10 ms starting value. Sans-IO: every input
-//! carries `now`.
+//! srt-tokio 0.4 reports some counters (retransmitted and dropped packets;
+//! the RTT its receiver measures from ACK/ACK2 pairs through our
+//! srt-protocol patch) and leaves others at zero (loss detected, bandwidth,
+//! receive rate, buffer time): the gateway computes the bitrate from the
+//! bytes it is handed and the loss ratio from the packets SRT gave up on, and
+//! reports the negotiated latency, which is how long SRT holds every packet.
+//! Sans-IO: every input carries `now`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -105,6 +102,8 @@ pub struct PublisherStats {
     pub packets: u64,
     /// Over the last `BITRATE_WINDOW` (5 s).
     pub bitrate_kbps: u64,
+    /// Smoothed round-trip time SRT measures (10 until the first ACK2).
+    pub rtt_ms: f64,
     /// Packets that arrived as retransmissions (lost once, recovered).
     pub retransmitted_packets: u64,
     /// Packets SRT gave up on (not recovered within the latency): lost for good.
@@ -159,6 +158,7 @@ impl StatsTracker {
     /// srt-tokio's periodic statistics.
     pub fn on_srt(&mut self, s: &SocketStatistics) {
         let st = &mut self.stats;
+        st.rtt_ms = s.rx_average_rtt.as_secs_f64() * 1000.0;
         st.retransmitted_packets = s.rx_retransmit_data;
         st.lost_packets = s.rx_dropped_data;
         let sent = s.rx_unique_data + s.rx_dropped_data;
@@ -233,6 +233,7 @@ mod tests {
         s.rx_unique_data = 990;
         s.rx_dropped_data = 10;
         s.rx_retransmit_data = 40;
+        s.rx_average_rtt = Duration::from_millis(42);
         t.on_srt(&s);
         t.on_datagram(t0, 1316);
         let snap = t.snapshot(t0 + Duration::from_secs(1), 3);
@@ -240,6 +241,7 @@ mod tests {
         assert!((snap.loss_percent - 1.0).abs() < 1e-9);
         assert_eq!(snap.retransmitted_packets, 40);
         assert_eq!(snap.latency_ms, 120);
+        assert!((snap.rtt_ms - 42.0).abs() < 1e-9);
         assert_eq!((snap.bytes, snap.packets, snap.queued), (1316, 1, 3));
         assert_eq!(snap.connected_ms, 1000);
     }

@@ -654,6 +654,44 @@ mod tests {
     }
 
     #[test]
+    fn another_encoders_handback_waits_for_the_primarys_keyframe() {
+        let mut h = both_attached();
+        h.up.push_codec(Role::Backup, codec(2));
+        let backup_base = 900_000;
+        for n in 0..200 {
+            // The primary is silent for frames 41..=79, then steady again.
+            if !(41..80).contains(&n) {
+                h.push(Role::Primary, frame(1, 0, n));
+            }
+            h.push(Role::Backup, frame(2, backup_base, n));
+            h.advance(Duration::from_millis(FRAME_MS));
+        }
+        assert_eq!(
+            h.switches(),
+            vec![
+                (Role::Primary, Splice::Keyframe),
+                (Role::Backup, Splice::Discontinuity),
+                (Role::Primary, Splice::Discontinuity)
+            ]
+        );
+        // Handed back at the first keyframe after 1 s of steady frames
+        // (frames 80.. are steady, 1 s is 30 frames: frame 120 is the key).
+        let back = h
+            .out
+            .iter()
+            .rposition(|o| matches!(o, Output::Switched { .. }))
+            .unwrap();
+        let Output::Sample(k) = &h.out[back + 1] else {
+            panic!("{:?}", &h.out[back..]);
+        };
+        assert_eq!(k.dts.0, 120 * FRAME);
+        assert!(k.keyframe);
+        // Every forwarded frame of each run is continuous.
+        let dts = h.video_dts();
+        assert!(dts.windows(2).all(|w| w[1] != w[0]), "{dts:?}");
+    }
+
+    #[test]
     fn another_encoder_on_the_same_clock_continues_without_discontinuity() {
         let mut h = both_attached();
         for n in 0..100 {
