@@ -61,6 +61,7 @@ fn publisher_statistics_are_listed_per_connection() {
         // Loopback: at most a few packets a sender dropped while starting.
         assert!(p["loss_percent"].as_f64().unwrap() < 2.0, "{p}");
         assert!(p["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{p}");
+        assert!(p["buffer_ms"].as_u64().unwrap() <= 1000, "{p}");
         for key in ["retransmitted_packets", "lost_packets", "queued"] {
             assert!(p[key].is_number(), "{key} in {p}");
         }
@@ -197,6 +198,7 @@ fn rtt_is_measured_over_a_slow_path() {
     });
     eprintln!("RTT over a 2 × 40 ms relay: {rtt:.1} ms");
     let list = publishers(&gw, "far");
+    eprintln!("{}", serde_json::to_string_pretty(&list).unwrap());
     assert_eq!(list[0]["latency_ms"], 120, "{list:?}");
     p.assert_running();
     gw.assert_healthy();

@@ -2,11 +2,10 @@
 //! that enforces `srt.max_bitrate_kbps`.
 //!
 //! srt-tokio 0.4 reports some counters (retransmitted and dropped packets;
-//! the RTT its receiver measures from ACK/ACK2 pairs through our
-//! srt-protocol patch) and leaves others at zero (loss detected, bandwidth,
-//! receive rate, buffer time): the gateway computes the bitrate from the
-//! bytes it is handed and the loss ratio from the packets SRT gave up on, and
-//! reports the negotiated latency, which is how long SRT holds every packet.
+//! through our srt-protocol patch the RTT its receiver measures from ACK/ACK2
+//! pairs and the receive buffer's span) and leaves others at zero (loss
+//! detected, bandwidth, receive rate): the gateway computes the bitrate from
+//! the bytes it is handed and the loss ratio from the packets SRT gave up on.
 //! Sans-IO: every input carries `now`.
 
 use std::collections::VecDeque;
@@ -113,6 +112,9 @@ pub struct PublisherStats {
     /// SRT receive latency negotiated with the caller: how long SRT buffers
     /// each packet for retransmission before handing it over.
     pub latency_ms: u64,
+    /// Media time in SRT's receive buffer now (about `latency_ms` when data
+    /// flows steadily).
+    pub buffer_ms: u64,
     /// Datagrams waiting for the stream task (1024 at most).
     pub queued: usize,
 }
@@ -161,6 +163,7 @@ impl StatsTracker {
         st.rtt_ms = s.rx_average_rtt.as_secs_f64() * 1000.0;
         st.retransmitted_packets = s.rx_retransmit_data;
         st.lost_packets = s.rx_dropped_data;
+        st.buffer_ms = u64::try_from(s.rx_acknowledged_time.as_millis()).unwrap_or(u64::MAX);
         let sent = s.rx_unique_data + s.rx_dropped_data;
         st.loss_percent = if sent == 0 {
             0.0
@@ -234,6 +237,7 @@ mod tests {
         s.rx_dropped_data = 10;
         s.rx_retransmit_data = 40;
         s.rx_average_rtt = Duration::from_millis(42);
+        s.rx_acknowledged_time = Duration::from_millis(110);
         t.on_srt(&s);
         t.on_datagram(t0, 1316);
         let snap = t.snapshot(t0 + Duration::from_secs(1), 3);
@@ -242,6 +246,7 @@ mod tests {
         assert_eq!(snap.retransmitted_packets, 40);
         assert_eq!(snap.latency_ms, 120);
         assert!((snap.rtt_ms - 42.0).abs() < 1e-9);
+        assert_eq!(snap.buffer_ms, 110);
         assert_eq!((snap.bytes, snap.packets, snap.queued), (1316, 1, 3));
         assert_eq!(snap.connected_ms, 1000);
     }
