@@ -7,6 +7,8 @@
 //                                 play this playlist instead; the stream list is read from that origin
 //
 // window.droplineStats() returns a plain object for tests (see `stats()` below).
+// window.droplineCues lists the commerce cues the player SDK fired (see `recordCue()` below);
+// window.droplineOverlay is the SDK object attached to the current hls.js instance (for tests).
 
 const HLS_SCRIPT_CANDIDATES = [
   // Served by the gateway: /vendor/hls.js -> web/node_modules/hls.js/dist/hls.min.js
@@ -14,6 +16,10 @@ const HLS_SCRIPT_CANDIDATES = [
   // Served as plain files (python3 -m http.server in web/, nginx, …)
   'node_modules/hls.js/dist/hls.min.js',
 ];
+// The player SDK (overlay/sdk): the gateway serves it at /sdk/; a checkout served as plain files
+// (python3 -m http.server at the repository root, page at /web/) has it at ../overlay/sdk/.
+const SDK_CANDIDATES = ['./sdk/dropline-overlay.mjs', '../overlay/sdk/dropline-overlay.mjs'];
+const MAX_KEPT_CUES = 1000;
 const STREAM_POLL_MS = 2000;
 const OVERLAY_MS = 250;
 const MAX_KEPT_ERRORS = 50;
@@ -24,6 +30,17 @@ const picker = $('stream');
 const statusEl = $('status');
 const overlay = $('overlay');
 const playlistLink = $('playlist-url');
+const cueEls = {
+  badge: $('stage-badge'),
+  soldout: $('soldout'),
+  card: $('card'),
+  image: $('card-image'),
+  title: $('card-title'),
+  price: $('card-price'),
+  offer: $('offer'),
+  offerLabel: $('offer-label'),
+  countdown: $('offer-countdown'),
+};
 
 const params = new URLSearchParams(location.search);
 const srcOverride = params.get('src');
@@ -45,6 +62,14 @@ const state = {
   firstPlayingAt: null, // ms since page load
 };
 
+const cues = {
+  sdk: null, // the SDK module once imported (null: not available, the page plays without cues)
+  overlay: null, // attached to state.hls
+  schedule: null, // one per stream, shared by re-attachments so no cue fires twice
+  offerEndsAt: null, // media time the open offer closes, null when none or no duration
+};
+window.droplineCues = [];
+
 function setStatus(text, cls = '') {
   statusEl.textContent = text;
   statusEl.className = cls;
@@ -62,6 +87,17 @@ function loadScript(url) {
     };
     document.head.appendChild(s);
   });
+}
+
+async function loadSdk() {
+  for (const url of SDK_CANDIDATES) {
+    try {
+      return await import(url);
+    } catch {
+      // try the next location
+    }
+  }
+  return null;
 }
 
 async function loadHlsJs() {
@@ -153,6 +189,10 @@ function logStall(kind) {
 }
 
 function destroyPlayer() {
+  if (cues.overlay) {
+    cues.overlay.detach();
+    cues.overlay = null;
+  }
   if (state.hls) {
     state.hls.destroy();
     state.hls = null;
@@ -166,6 +206,7 @@ function destroyPlayer() {
 
 function startPlayback(Hls, src, stream) {
   destroyPlayer();
+  if (src !== state.src) resetCues();
   state.src = src;
   state.stream = stream;
   playlistLink.textContent = src;
@@ -193,6 +234,7 @@ function startPlayback(Hls, src, stream) {
     enableWorker: true,
   });
   state.hls = hls;
+  attachCues(hls);
 
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     video.play().catch(() => {});
@@ -313,6 +355,99 @@ function stats() {
 }
 window.droplineStats = stats;
 
+// ---------------------------------------------------------------------------------------------
+// Commerce cues: product card, stock-stage badge, sold-out banner, offer countdown.
+//
+// Payload fields the page reads (all optional): card and offer {title, price, image},
+// stage {label}. The countdown runs on media time, so every viewer sees the same number at the
+// same moment of the show whatever their latency.
+
+function text(v) {
+  return typeof v === 'string' || typeof v === 'number' ? String(v) : '';
+}
+
+function recordCue(d) {
+  window.droplineCues.push({
+    id: d.id,
+    kind: d.kind,
+    type: d.type,
+    state: d.state,
+    mediaTime: d.mediaTime, // intended
+    firedAt: d.firedAt, // media time of the frame on screen when it fired
+    currentTime: d.currentTime,
+    late: d.late,
+    carriage: d.carriage,
+    wallMs: Date.now(),
+  });
+  if (window.droplineCues.length > MAX_KEPT_CUES) window.droplineCues.shift();
+}
+
+function showCard(payload) {
+  const p = payload && typeof payload === 'object' ? payload : {};
+  cueEls.title.textContent = text(p.title) || text(p.name) || text(p.sku);
+  cueEls.price.textContent = text(p.price);
+  const image = text(p.image);
+  const safe = /^https?:\/\//.test(image);
+  cueEls.image.hidden = !safe;
+  if (safe) cueEls.image.src = image;
+  else cueEls.image.removeAttribute('src');
+  cueEls.card.hidden = false;
+}
+
+function onOffer(d) {
+  if (d.state === 'open') {
+    showCard(d.payload);
+    cueEls.offerLabel.textContent = 'Offer ends in';
+    cues.offerEndsAt = d.durationMs === null ? null : d.mediaTime + d.durationMs / 1000;
+    cueEls.offer.hidden = false;
+    renderCountdown();
+  } else {
+    cues.offerEndsAt = null;
+    cueEls.offer.hidden = true;
+  }
+}
+
+function renderCountdown() {
+  if (cueEls.offer.hidden) return;
+  if (cues.offerEndsAt === null) {
+    cueEls.countdown.textContent = '';
+    cueEls.offerLabel.textContent = 'Offer open';
+    return;
+  }
+  const left = Math.ceil(cues.offerEndsAt - video.currentTime);
+  if (left <= 0) {
+    cueEls.offer.hidden = true;
+    return;
+  }
+  cueEls.countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+}
+
+function resetCues() {
+  cues.schedule = null;
+  cues.offerEndsAt = null;
+  for (const el of [cueEls.badge, cueEls.soldout, cueEls.card, cueEls.offer]) el.hidden = true;
+}
+
+function attachCues(hls) {
+  if (!cues.sdk) return;
+  cues.schedule ??= new cues.sdk.CueSchedule();
+  const overlay = cues.sdk.attachOverlay(hls, video, { schedule: cues.schedule });
+  cues.overlay = overlay;
+  window.droplineOverlay = overlay;
+  overlay.addEventListener('cue', (e) => recordCue(e.detail));
+  overlay.addEventListener('card', (e) => showCard(e.detail.payload));
+  overlay.addEventListener('offer', (e) => onOffer(e.detail));
+  overlay.addEventListener('stage', (e) => {
+    cueEls.badge.textContent = text(e.detail.payload?.label) || text(e.detail.payload?.stage);
+    cueEls.badge.hidden = !cueEls.badge.textContent;
+  });
+  overlay.addEventListener('soldout', () => {
+    cueEls.soldout.hidden = false;
+    cueEls.offer.hidden = true;
+    cues.offerEndsAt = null;
+  });
+}
+
 function fmtMs(ms) {
   return ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(2)} s`;
 }
@@ -337,10 +472,15 @@ function renderOverlay() {
 }
 
 async function main() {
-  setInterval(renderOverlay, OVERLAY_MS);
+  setInterval(() => {
+    renderOverlay();
+    renderCountdown();
+  }, OVERLAY_MS);
   renderOverlay();
 
-  const Hls = await loadHlsJs();
+  const [Hls, sdk] = await Promise.all([loadHlsJs(), loadSdk()]);
+  cues.sdk = sdk;
+  if (!sdk) console.warn('dropline player SDK not found: playing without commerce cues');
   if (!Hls) setStatus('could not load hls.js', 'bad');
 
   let names = [];

@@ -87,6 +87,13 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Folder of the demo player page (and `node_modules/hls.js`).
     pub web_root: PathBuf,
+    /// HTTPS (HTTP/2 and HTTP/1.1 over TLS) listen address; needs
+    /// `tls_cert` and `tls_key`.
+    pub https_listen: Option<SocketAddr>,
+    /// PEM certificate chain, leaf first.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -94,6 +101,9 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             web_root: PathBuf::from("web"),
+            https_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -201,6 +211,9 @@ impl Config {
             "SRT_MAX_BITRATE_KBPS" => self.srt.max_bitrate_kbps = num(value).map_err(bad)?,
             "HTTP_LISTEN" => self.http.listen = num(value).map_err(bad)?,
             "HTTP_WEB_ROOT" => self.http.web_root = PathBuf::from(value),
+            "HTTP_HTTPS_LISTEN" => self.http.https_listen = Some(num(value).map_err(bad)?),
+            "HTTP_TLS_CERT" => self.http.tls_cert = Some(PathBuf::from(value)),
+            "HTTP_TLS_KEY" => self.http.tls_key = Some(PathBuf::from(value)),
             "HLS_SEGMENT_DURATION_MS" => self.hls.segment_duration_ms = num(value).map_err(bad)?,
             "HLS_PART_TARGET_MS" => self.hls.part_target_ms = num(value).map_err(bad)?,
             "HLS_WINDOW_SEGMENTS" => self.hls.window_segments = num(value).map_err(bad)?,
@@ -238,6 +251,27 @@ impl Config {
         }
         if self.hls.window_segments < 3 {
             return Err(invalid("hls.window_segments", "must be at least 3"));
+        }
+        // Certificate files without a listener (or the reverse) are a
+        // mistake, not a reason to serve plain HTTP only.
+        match (
+            &self.http.https_listen,
+            &self.http.tls_cert,
+            &self.http.tls_key,
+        ) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => {}
+            (None, _, _) => {
+                return Err(invalid(
+                    "http.https_listen",
+                    "tls_cert/tls_key are set but no https_listen address",
+                ));
+            }
+            (Some(_), _, _) => {
+                return Err(invalid(
+                    "http.https_listen",
+                    "needs both http.tls_cert and http.tls_key",
+                ));
+            }
         }
         if self.srt.max_connections == 0 {
             return Err(invalid("srt.max_connections", "must be at least 1"));
@@ -332,6 +366,35 @@ mod tests {
     }
 
     #[test]
+    fn https_keys_from_file_and_env() {
+        let f = write("[http]\ntls_cert = \"/etc/dropline/cert.pem\"\ntls_key = \"k.pem\"\n");
+        let cfg = Config::load(
+            Some(f.path()),
+            [
+                ("DROPLINE_HTTP_HTTPS_LISTEN".into(), "127.0.0.1:8443".into()),
+                (
+                    "DROPLINE_HTTP_TLS_KEY".into(),
+                    "/run/secrets/key.pem".into(),
+                ),
+            ],
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.http.https_listen,
+            Some("127.0.0.1:8443".parse().unwrap())
+        );
+        assert_eq!(cfg.http.tls_cert, Some("/etc/dropline/cert.pem".into()));
+        assert_eq!(cfg.http.tls_key, Some("/run/secrets/key.pem".into()));
+        assert!(
+            cfg.redacted_toml()
+                .contains("https_listen = \"127.0.0.1:8443\"")
+        );
+        // Unset keys are left out of the printed configuration.
+        assert!(!Config::default().redacted_toml().contains("tls_cert"));
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let f = write("[hls]\npart_traget_ms = 250\n");
         let err = Config::load(Some(f.path()), []).unwrap_err().to_string();
@@ -354,6 +417,14 @@ mod tests {
                 .to_string()
                 .contains("hls.part_target_ms")
         );
+        cfg = Config::default();
+        cfg.http.https_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        assert!(cfg.validate().unwrap_err().to_string().contains("tls_key"));
+        cfg.http.tls_cert = Some("cert.pem".into());
+        cfg.http.tls_key = Some("key.pem".into());
+        cfg.validate().unwrap();
+        cfg.http.https_listen = None;
+        assert!(cfg.validate().is_err());
         cfg = Config::default();
         cfg.streams.insert(
             "x".into(),

@@ -1,7 +1,7 @@
 //! `dropline`: the gateway binary.
 //!
 //! Contract for scripts: once every listener is bound, one stdout line
-//! `dropline ready srt=IP:PORT http=IP:PORT` lists them.
+//! `dropline ready srt=IP:PORT http=IP:PORT [https=IP:PORT]` lists them.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,6 +54,9 @@ struct ServeArgs {
     /// HTTP listen address, e.g. 0.0.0.0:8080; port 0 picks one.
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// HTTPS listen address (needs [http] tls_cert and tls_key); port 0 picks one.
+    #[arg(long)]
+    https_listen: Option<SocketAddr>,
     /// Folder of the demo player page.
     #[arg(long)]
     web_root: Option<PathBuf>,
@@ -95,6 +98,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(a) = args.http_listen {
         cfg.http.listen = a;
     }
+    if let Some(a) = args.https_listen {
+        cfg.http.https_listen = Some(a);
+    }
     if let Some(w) = args.web_root {
         cfg.http.web_root = w;
     }
@@ -114,11 +120,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
+    let https = match (cfg.http.https_listen, &cfg.http.tls_cert, &cfg.http.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let tls = gateway::http::tls::server_config(cert, key)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding HTTPS on {addr}"))?;
+            Some((listener, tls))
+        }
+        _ => None,
+    };
 
     let app = router(AppState {
         registry,
         web_root: cfg.http.web_root.clone(),
     });
+    let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
+    let https_task = match https {
+        Some((listener, tls)) => {
+            let addr = listener.local_addr()?;
+            ready.push_str(&format!(" https={addr}"));
+            info!(https_addr = %addr, "listening");
+            let serve = gateway::http::tls::serve(listener, tls, app.clone(), shutdown.clone());
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -129,7 +156,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "dropline ready srt={srt_addr} http={http_addr}")?;
+        writeln!(out, "{ready}")?;
         out.flush()?;
     }
     info!(%srt_addr, %http_addr, "listening");
@@ -159,6 +186,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let grace = Duration::from_secs(5);
     if tokio::time::timeout(grace, http_task).await.is_err() {
         error!("HTTP server did not stop within {grace:?}");
+    }
+    if let Some(task) = https_task
+        && tokio::time::timeout(grace, task).await.is_err()
+    {
+        error!("HTTPS server did not stop within {grace:?}");
     }
     srt_task.abort();
     Ok(())

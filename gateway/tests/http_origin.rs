@@ -36,6 +36,7 @@ impl Fixture {
         let registry = Registry::default();
         let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
             name: "show".into(),
+            incarnation: WallTime(7),
             main: None,
             variant: None,
             closed: false,
@@ -93,6 +94,7 @@ impl Fixture {
     fn publish(&self) {
         self.tx.send_replace(Arc::new(StreamSnapshot {
             name: "show".into(),
+            incarnation: WallTime(7),
             main: Some(Arc::new(self.rendition.snapshot().clone())),
             variant: Some(VariantInfo {
                 codecs: "avc1.64001f,mp4a.40.2".into(),
@@ -264,12 +266,23 @@ async fn blocking_reload_times_out_with_503() {
     let mut f = Fixture::new();
     f.push_part();
     let started = tokio::time::Instant::now();
-    let (status, _, _) = f
+    let (status, h, _) = f
         .get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=0")
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     // Three target durations of virtual time.
     assert_eq!(started.elapsed().as_secs(), 6);
+    // Appendix B.1: an unsuccessful blocking request is cacheable for 4 × TD.
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=8");
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_hinted_part_is_503_and_not_cached() {
+    let mut f = Fixture::new();
+    f.push_part(); // hint part101, which never comes
+    let (status, h, _) = f.get("/show/main/part101.m4s").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h[header::CACHE_CONTROL], "no-cache");
 }
 
 #[tokio::test(start_paused = true)]
@@ -408,4 +421,113 @@ async fn playlists_are_gzipped_when_accepted_media_is_not() {
     assert_eq!(body, "part103");
     let (_, h, _) = f.get("/show/main/playlist.m3u8").await;
     assert!(h.get(header::CONTENT_ENCODING).is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn immutable_objects_have_strong_etags_and_answer_304() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    for (uri, etag) in [
+        ("/show/main/part103.m4s", "\"7-main/part103.m4s\""),
+        ("/show/main/seg10.m4s", "\"7-main/seg10.m4s\""),
+        ("/show/main/init0.mp4", "\"7-main/init0.mp4\""),
+    ] {
+        let (status, h, _) = f.get(uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert_eq!(h[header::ETAG], etag, "{uri}");
+        let cache = h[header::CACHE_CONTROL].clone();
+
+        let (status, h, body) = f.get_with(uri, &[(header::IF_NONE_MATCH, etag)]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{uri}");
+        assert!(body.is_empty(), "{uri}: {body}");
+        assert_eq!(h[header::ETAG], etag, "{uri}");
+        assert_eq!(h[header::CACHE_CONTROL], cache, "{uri}");
+
+        // Another incarnation of the stream (or another object) is not this one.
+        let (status, _, _) = f
+            .get_with(uri, &[(header::IF_NONE_MATCH, "\"6-main/part103.m4s\"")])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+
+    // A segment is complete at PDT + duration: 1_795_000_000 s + 2 s.
+    let (_, h, _) = f.get("/show/main/seg10.m4s").await;
+    assert_eq!(h[header::LAST_MODIFIED], "Wed, 18 Nov 2026 11:06:42 GMT");
+    let since = [(header::IF_MODIFIED_SINCE, "Wed, 18 Nov 2026 11:06:42 GMT")];
+    let (status, _, _) = f.get_with("/show/main/seg10.m4s", &since).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    let before = [(header::IF_MODIFIED_SINCE, "Wed, 18 Nov 2026 11:06:41 GMT")];
+    let (status, _, _) = f.get_with("/show/main/seg10.m4s", &before).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn playlists_revalidate_with_weak_etags() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    for uri in ["/show/main/playlist.m3u8", "/show/index.m3u8"] {
+        let (status, h, _) = f.get(uri).await;
+        assert_eq!(status, StatusCode::OK);
+        let etag = h[header::ETAG].to_str().unwrap().to_owned();
+        assert!(etag.starts_with("W/\""), "{uri}: {etag}");
+        assert!(h.get(header::LAST_MODIFIED).is_none(), "{uri}");
+        // The compressed body is the same playlist: same (weak) validator.
+        let (_, gz, _) = f.get_with(uri, &[(header::ACCEPT_ENCODING, "gzip")]).await;
+        assert_eq!(gz[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(gz[header::ETAG], etag.as_str());
+
+        let (status, h304, body) = f
+            .get_with(
+                uri,
+                &[
+                    (header::IF_NONE_MATCH, &etag),
+                    (header::ACCEPT_ENCODING, "gzip"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{uri}");
+        assert!(body.is_empty());
+        assert_eq!(h304[header::CACHE_CONTROL], h[header::CACHE_CONTROL]);
+        assert_eq!(h304[header::VARY], "accept-encoding");
+        assert!(h304.get(header::CONTENT_ENCODING).is_none());
+    }
+
+    let (_, h, _) = f.get("/show/main/playlist.m3u8").await;
+    let old = h[header::ETAG].to_str().unwrap().to_owned();
+    f.push_part();
+    let (status, h, _) = f
+        .get_with("/show/main/playlist.m3u8", &[(header::IF_NONE_MATCH, &old)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "a new part makes a new playlist");
+    assert_ne!(h[header::ETAG], old.as_str());
+
+    // A blocking request that is already satisfied revalidates alike.
+    let blocking = "/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=2";
+    let (status, h, _) = f.get(blocking).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=12");
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    let (status, _, _) = f
+        .get_with(blocking, &[(header::IF_NONE_MATCH, &etag)])
+        .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test(start_paused = true)]
+async fn player_sdk_is_served_as_a_javascript_module() {
+    let f = Fixture::new();
+    let (status, h, body) = f.get("/sdk/dropline-overlay.mjs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        h[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"),
+        "{h:?}"
+    );
+    assert!(body.contains("export function attachOverlay("), "{body}");
 }

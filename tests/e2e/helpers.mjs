@@ -9,7 +9,8 @@
 
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, rmSync, createWriteStream } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -560,4 +561,111 @@ export class Cleanup {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx (a standard HTTP cache in front of the gateway)
+
+/** A TCP port that was free on 127.0.0.1 a moment ago (nginx cannot listen on port 0). */
+export async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Runs nginx in the foreground (not daemonised; killed with everything else) with a temp prefix
+ * holding its pid file, logs and temp folders. `httpConf` goes into the `http {}` block and must
+ * listen on 127.0.0.1:`port`. Resolves once that port accepts connections.
+ * The access log records, for every request: the time it ended, URI, status,
+ * `$upstream_cache_status`, how long it took and the upstream address (`-` when served from the
+ * cache alone).
+ */
+export async function startNginx({ httpConf, port, timeoutMs = 10_000 }) {
+  const dir = makeTempDir('nginx');
+  const conf = path.join(dir, 'nginx.conf');
+  const accessLog = path.join(dir, 'access.log');
+  const errorLog = path.join(dir, 'error.log');
+  const temp = (name) => path.join(dir, name);
+  writeFileSync(
+    conf,
+    [
+      'daemon off;',
+      // Workers run as this user (root would otherwise drop to nobody, who cannot use `dir`).
+      `user ${os.userInfo().username};`,
+      'worker_processes 1;',
+      `pid ${temp('nginx.pid')};`,
+      `error_log ${errorLog} warn;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      '  include /etc/nginx/mime.types;',
+      `  log_format cache '$msec $request_uri $status $upstream_cache_status rt=$request_time upstream=$upstream_addr';`,
+      `  access_log ${accessLog} cache;`,
+      `  client_body_temp_path ${temp('body')};`,
+      `  proxy_temp_path ${temp('proxy')};`,
+      `  fastcgi_temp_path ${temp('fastcgi')};`,
+      `  uwsgi_temp_path ${temp('uwsgi')};`,
+      `  scgi_temp_path ${temp('scgi')};`,
+      httpConf,
+      '}',
+      '',
+    ].join('\n'),
+  );
+  const stderr = new Tail(TAIL_LINES);
+  const proc = spawn('nginx', ['-p', dir, '-c', conf, '-e', errorLog], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
+  let exitInfo = null;
+  proc.once('exit', (code, signal) => {
+    exitInfo = { code, signal };
+  });
+  proc.once('error', (e) => {
+    exitInfo = { error: e.message };
+  });
+  const readLog = (file) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
+  const describe = () => {
+    tempDirs.delete(dir); // a failure message points at these files: keep them
+    return (
+      `nginx -p ${dir} -c ${conf}: ${exitInfo ? `exited ${JSON.stringify(exitInfo)}` : 'running'}\n` +
+      `${stderr.text()}\n  error.log (last lines):\n${readLog(errorLog).split('\n').slice(-20).join('\n')}`
+    );
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exitInfo) throw new Error(`nginx exited at startup: ${describe()}`);
+    const open = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (open) break;
+    if (Date.now() > deadline) throw new Error(`nginx not listening on ${port} within ${timeoutMs} ms: ${describe()}`);
+    await sleep(50);
+  }
+  let stopped = false;
+  return {
+    proc,
+    dir,
+    url: `http://127.0.0.1:${port}`,
+    describe,
+    accessLog: () => readLog(accessLog),
+    check() {
+      if (!stopped && exitInfo) throw new Error(`nginx died: ${describe()}`);
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      // SIGQUIT: graceful stop of master and workers.
+      proc.kill('SIGQUIT');
+      await Promise.race([exited(proc), sleep(STOP_GRACE_MS)]);
+      await stopChild(proc, 'nginx');
+    },
+  };
 }

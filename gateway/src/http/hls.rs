@@ -1,10 +1,10 @@
 //! LL-HLS objects: multivariant and media playlists, init segment, parts, segments.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use packager::blocking::{self, Decision};
@@ -14,9 +14,11 @@ use packager::playlist::{
     render_media_playlist_delta, render_multivariant,
 };
 use packager::rendition::RenditionSnapshot;
+use packager::units::WallTime;
 use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
+use super::conditional::Validators;
 use crate::stream::registry::StreamWatch;
 use crate::stream::{StreamSnapshot, valid_name};
 
@@ -37,6 +39,9 @@ pub(super) enum HlsError {
     /// return Service Unavailable, such as HTTP 503".
     #[error("the playlist did not reach the requested segment/part in time")]
     Timeout { target_duration: u32 },
+    /// A hinted part that did not appear within 3 × TD (same §6.2.5.2 rule).
+    #[error("the part did not appear in time")]
+    PartTimeout,
     #[error("internal error")]
     Internal,
 }
@@ -47,12 +52,15 @@ impl IntoResponse for HlsError {
             Self::NotFound => (StatusCode::NOT_FOUND, "no-cache".to_owned()),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "no-cache".to_owned()),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "no-cache".to_owned()),
-            // Appendix B.1: failed blocking requests may be cached for 4 × TD…
-            // kept short here so a player retrying soon is not served a stale 503.
+            // Appendix B.1 lifetimes for an unsuccessful blocking playlist
+            // request: 4 × TD. (A 400 stays uncached: it refuses an MSN
+            // beyond the live edge, and the same URL is valid a few parts
+            // later; a part's 503 likewise, the part may still come.)
             Self::Timeout { target_duration } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("max-age={}", target_duration),
+                format!("public, max-age={}", target_duration * 4),
             ),
+            Self::PartTimeout => (StatusCode::SERVICE_UNAVAILABLE, "no-cache".to_owned()),
         };
         let mut res = (status, format!("{self}\n")).into_response();
         if let Ok(v) = HeaderValue::from_str(&cache) {
@@ -97,6 +105,7 @@ const STARTUP_WAIT: Duration = Duration::from_secs(10);
 pub(super) async fn multivariant(
     State(state): State<AppState>,
     Path(stream): Path<String>,
+    req: HeaderMap,
 ) -> Result<Response, HlsError> {
     let mut watch = stream_watch(&state, &stream)?;
     let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
@@ -116,13 +125,15 @@ pub(super) async fn multivariant(
         HlsError::Internal
     })?;
     let td = r.params.target_duration_secs;
-    Ok(playlist_response(body, cache_secs(td, false)))
+    let validators = Validators::playlist(&body);
+    Ok(validators.apply(&req, playlist_response(body, cache_secs(td, false))))
 }
 
 pub(super) async fn rendition_object(
     State(state): State<AppState>,
     Path((stream, rendition_name, object)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
+    req: HeaderMap,
 ) -> Result<Response, HlsError> {
     if rendition_name != MAIN {
         return Err(HlsError::NotFound);
@@ -133,21 +144,37 @@ pub(super) async fn rendition_object(
         ObjectName::Playlist => {
             let d = directives::parse(query.as_deref().unwrap_or(""))
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
-            media_playlist(&mut watch, &d).await
+            let (body, cache) = media_playlist(&mut watch, &d).await?;
+            let validators = Validators::playlist(&body);
+            Ok(validators.apply(&req, playlist_response(body, cache)))
         }
         ObjectName::Init(id) => {
-            let (_, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+            let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
             // Versioned by name: new codec parameters get a new URI.
             let init = r.init(id).ok_or(HlsError::NotFound)?;
-            Ok(media_response(init.clone(), IMMUTABLE))
+            let validators = Validators::immutable(snap.incarnation, MAIN, object);
+            Ok(validators.apply(&req, media_response(init.clone(), IMMUTABLE)))
         }
         ObjectName::Segment(msn) => {
-            let (_, r) = rendition(&mut watch, Instant::now()).await?;
+            let (snap, r) = rendition(&mut watch, Instant::now()).await?;
             let seg = r.segment(msn).ok_or(HlsError::NotFound)?;
-            Ok(media_response(seg.data.clone(), IMMUTABLE))
+            // Complete once its last frame is in.
+            let end = seg.program_date_time.offset(seg.duration);
+            let validators = Validators::immutable(snap.incarnation, MAIN, object)
+                .last_modified(wall_clock(end));
+            Ok(validators.apply(&req, media_response(seg.data.clone(), IMMUTABLE)))
         }
-        ObjectName::Part(seq) => part(&mut watch, seq).await,
+        ObjectName::Part(seq) => {
+            let (incarnation, data) = part(&mut watch, seq).await?;
+            let validators = Validators::immutable(incarnation, MAIN, object);
+            Ok(validators.apply(&req, media_response(data, IMMUTABLE)))
+        }
     }
+}
+
+fn wall_clock(t: WallTime) -> SystemTime {
+    let micros = u64::try_from(t.0).unwrap_or_default();
+    SystemTime::UNIX_EPOCH + Duration::from_micros(micros)
 }
 
 /// Parts and segments never change once published (rfc8216bis §6.2.1).
@@ -155,7 +182,11 @@ pub(super) async fn rendition_object(
 /// lifetime stays bounded rather than `immutable`.
 const IMMUTABLE: &str = "public, max-age=300";
 
-async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Response, HlsError> {
+/// The rendered playlist and its Cache-Control.
+async fn media_playlist(
+    watch: &mut StreamWatch,
+    d: &Directives,
+) -> Result<(String, String), HlsError> {
     let start = Instant::now();
     let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
     let td = r.params.target_duration_secs;
@@ -187,20 +218,21 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
         Some(skip) => render_media_playlist_delta(&r, &opts, skip),
         None => render_media_playlist(&r, &opts),
     };
-    Ok(playlist_response(body, cache_secs(td, blocking)))
+    Ok((body, cache_secs(td, blocking)))
 }
 
-/// Serves part `seq`; the hinted next part is answered as soon as it exists.
+/// Part `seq` and the incarnation of its stream; the hinted next part is
+/// answered as soon as it exists.
 async fn part(
     watch: &mut StreamWatch,
     seq: packager::units::PartSeq,
-) -> Result<Response, HlsError> {
+) -> Result<(WallTime, Bytes), HlsError> {
     let start = Instant::now();
-    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let (snap, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
     let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);
     loop {
         if let Some(p) = r.part(seq) {
-            return Ok(media_response(p.data.clone(), IMMUTABLE));
+            return Ok((snap.incarnation, p.data.clone()));
         }
         // Only the hinted part (or, racing a reload, the one after it) is
         // worth waiting for; anything else is unknown.
@@ -211,9 +243,10 @@ async fn part(
             return Err(HlsError::NotFound);
         }
         let td = r.params.target_duration_secs;
-        r = next_rendition(watch, deadline, td)
-            .await?
-            .ok_or(HlsError::NotFound)?;
+        r = match next_rendition(watch, deadline, td).await {
+            Err(HlsError::Timeout { .. }) => return Err(HlsError::PartTimeout),
+            waited => waited?.ok_or(HlsError::NotFound)?,
+        };
     }
 }
 
@@ -235,7 +268,8 @@ async fn next_rendition(
 }
 
 /// Appendix B.1 cache lifetimes: a blocking playlist response is unique to its
-/// URL and can live 6 × TD; a non-blocking one goes stale within half a TD.
+/// URL and can live 6 × TD; a non-blocking one goes stale within half a TD
+/// (whole seconds, rounded down, at least 1).
 fn cache_secs(target_duration: u32, blocking: bool) -> String {
     if blocking {
         format!("public, max-age={}", target_duration * 6)
@@ -254,6 +288,9 @@ fn playlist_response(body: String, cache: String) -> Response {
     if let Ok(v) = HeaderValue::from_str(&cache) {
         h.insert(header::CACHE_CONTROL, v);
     }
+    // Set here, not only by the compression layer (which adds it to the
+    // responses it compresses), so 304s and small bodies carry it too.
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     res
 }
 

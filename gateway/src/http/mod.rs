@@ -4,7 +4,9 @@
 //! Handlers only read stream snapshots; every blocking decision is made by
 //! `packager::blocking`, and every wait has a deadline (3 × target duration).
 
+mod conditional;
 mod hls;
+pub mod tls;
 mod web;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
 
 use crate::stream::registry::Registry;
 
@@ -38,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/streams", get(web::streams))
         .route("/{stream}/index.m3u8", get(hls::multivariant))
         .route("/{stream}/{rendition}/{object}", get(hls::rendition_object))
+        .route("/sdk/dropline-overlay.mjs", get(web::player_sdk))
         .route_service(
             "/vendor/hls.js",
             ServeFile::new(state.web_root.join("node_modules/hls.js/dist/hls.min.js")),
@@ -52,6 +56,10 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(cors)
         .layer(axum::middleware::map_response(server_header))
+        // One line per request and per response at debug level
+        // (`RUST_LOG=tower_http=debug`): what reached the origin, e.g.
+        // behind a cache.
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 

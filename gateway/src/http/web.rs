@@ -1,7 +1,9 @@
-//! The small JSON API the demo page uses.
+//! The small JSON API the demo page uses, and the player SDK it imports.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use serde::Serialize;
 
 use super::AppState;
@@ -43,4 +45,19 @@ pub(super) async fn streams(State(state): State<AppState>) -> Json<StreamList> {
         })
         .collect();
     Json(StreamList { streams })
+}
+
+/// The player SDK's one source file, built into the binary so that `/sdk/dropline-overlay.mjs`
+/// answers whatever `--web-root` points at (the Docker image ships only the page).
+const PLAYER_SDK: &str = include_str!("../../../overlay/sdk/dropline-overlay.mjs");
+
+/// `GET /sdk/dropline-overlay.mjs`: an ES module, so it needs a JavaScript MIME type.
+pub(super) async fn player_sdk() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PLAYER_SDK,
+    )
 }

@@ -10,6 +10,7 @@ pub mod uplink;
 use std::sync::Arc;
 
 use packager::rendition::RenditionSnapshot;
+use packager::units::WallTime;
 
 /// What the multivariant playlist says about a rendition (rfc8216bis §4.4.6.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +29,9 @@ pub struct VariantInfo {
 #[derive(Clone, Debug)]
 pub struct StreamSnapshot {
     pub name: String,
+    /// When this stream started: tells it apart from earlier and later
+    /// streams of the same name, which may reuse object names.
+    pub incarnation: WallTime,
     /// The muxed audio+video rendition, once its first part is cut.
     pub main: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,

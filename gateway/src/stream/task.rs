@@ -48,6 +48,7 @@ pub(super) fn spawn(
     let publishing = Arc::new(Publishing::default());
     let (snapshots, watch) = watch::channel(Arc::new(StreamSnapshot {
         name: name.to_owned(),
+        incarnation: wall_now(),
         main: None,
         variant: None,
         closed: false,
@@ -311,6 +312,7 @@ impl StreamTask {
         let variant = self.variant(&snap);
         let next = StreamSnapshot {
             name: self.name.clone(),
+            incarnation: self.snapshots.borrow().incarnation,
             main: Some(Arc::new(snap)),
             variant,
             closed: false,

@@ -64,6 +64,8 @@ pub struct Gateway {
     child: Child,
     pub srt: SocketAddr,
     pub http: SocketAddr,
+    /// Listed in the ready line when the config sets up HTTPS.
+    pub https: Option<SocketAddr>,
     pub log: LogBuffer,
     _dir: tempfile::TempDir,
 }
@@ -140,10 +142,15 @@ impl Gateway {
             "unexpected first line {line:?}"
         );
         let (srt, http) = (addr("srt="), addr("http="));
+        let https = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("https="))
+            .map(|_| addr("https="));
         Self {
             child,
             srt,
             http,
+            https,
             log,
             _dir: dir,
         }
