@@ -194,17 +194,20 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
     // Whichever relay's first keyframe comes first starts the stream; the
     // primary has it soon (straight away, or handed back once steady).
     gw.wait_for_log_line(&["uplink switched", "to=primary"], SOON);
-    let switches_before = gw.log.count("uplink switched");
+    let first_switches = gw.log.count("uplink switched");
 
     let mut w = Watcher::new();
     w.watch(&gw, Duration::from_secs(3));
     let before = w.last.clone().unwrap();
 
-    // A dead uplink: the primary's relay vanishes without closing SRT.
+    // A dead uplink: the primary's relay vanishes without closing SRT. (On
+    // a loaded machine a relay may also pause longer than the failover
+    // time before: that is a seamless switch and back too.)
+    let failover = ["uplink switched", "from=primary", "to=backup", "Seamless"];
+    let failovers = gw.log.lines_with(&failover).len();
     primary.kill();
     let killed = Instant::now();
-    let failover = ["uplink switched", "from=primary", "to=backup", "Seamless"];
-    let switched = w.watch_for_log(&gw, &failover, 1, SOON);
+    let switched = w.watch_for_log(&gw, &failover, failovers + 1, SOON);
     eprintln!(
         "failover logged {:?} after the primary's relay was killed \
          (SRT latency 120 ms + failover 200 ms)",
@@ -244,11 +247,14 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
     let after = w.last.clone().unwrap();
     assert!(after.progress() > during.progress(), "{}", after.text);
     assert_eq!(after.discontinuity_sequence, 0, "{}", after.text);
-    assert_eq!(
-        gw.log.count("uplink switched"),
-        switches_before + 2,
+    // Every switch after the start was spliced seamlessly.
+    let switches = gw.log.lines_with(&["uplink switched"]);
+    assert!(
+        switches[first_switches..]
+            .iter()
+            .all(|l| l.contains("splice=Seamless")),
         "{}",
-        gw.log.lines_with(&["uplink switched"]).join("\n")
+        switches.join("\n")
     );
     encoder.assert_running();
     backup.assert_running();
