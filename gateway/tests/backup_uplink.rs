@@ -340,3 +340,34 @@ fn one_publisher_per_role() {
     backup.assert_running();
     gw.assert_healthy();
 }
+
+/// A backup uplink of a stream with a passphrase needs that passphrase too.
+#[test]
+fn a_backup_needs_the_streams_passphrase() {
+    const PASSPHRASE: &str = "correct-horse-battery";
+    let mut gw = Gateway::start(&format!(
+        "{CONFIG}\n[streams.locked]\npassphrase = \"{PASSPHRASE}\"\n"
+    ));
+    let pass = format!("passphrase={PASSPHRASE}");
+    let mut primary = publish_av(gw.srt, "publish:locked", &pass);
+    gw.wait_live("locked", Duration::from_secs(20));
+    for wrong in ["", "passphrase=not-the-passphrase"] {
+        let mut b = publish_av(gw.srt, "publish:locked?role=backup", wrong);
+        peers::expect_refused(&mut b, SOON);
+    }
+    assert!(
+        gw.log
+            .lines_with(&["publisher connected", "role=backup"])
+            .is_empty(),
+        "a backup without the passphrase was admitted"
+    );
+    let mut backup = publish_av(gw.srt, "publish:locked?role=backup", &pass);
+    gw.wait_for_log_line(
+        &["publisher connected", "stream=locked", "role=backup"],
+        SOON,
+    );
+    gw.assert_advancing("locked", 3, SOON);
+    primary.assert_running();
+    backup.assert_running();
+    gw.assert_healthy();
+}
