@@ -2,16 +2,18 @@
 //!
 //! Invariants: `Ok(name)` ⇒ `name` is 1–64 of `[A-Za-z0-9_-]` (it becomes a
 //! path segment and a map key), `name` occurs in the stream id, and the name
-//! round-trips through both accepted spellings.
+//! round-trips with its role through both accepted spellings.
 #![no_main]
 
 use gateway::ingest::streamid::parse_publish;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|sid: &str| {
-    let Ok(name) = parse_publish(Some(sid)) else {
+    let Ok(req) = parse_publish(Some(sid)) else {
         return;
     };
+    let name = req.name;
+    let role = req.role.as_str();
     assert!(
         (1..=64).contains(&name.len()),
         "name of {} bytes from {sid:?}",
@@ -23,12 +25,11 @@ fuzz_target!(|sid: &str| {
         "name {name:?} from {sid:?}"
     );
     assert!(sid.contains(name.as_str()), "name {name:?} not in {sid:?}");
-    assert_eq!(
-        parse_publish(Some(&format!("publish:{name}"))).as_deref(),
-        Ok(name.as_str())
-    );
-    assert_eq!(
-        parse_publish(Some(&format!("#!::r={name},m=publish"))).as_deref(),
-        Ok(name.as_str())
-    );
+    for spelling in [
+        format!("publish:{name}?role={role}"),
+        format!("#!::r={name},m=publish,role={role}"),
+    ] {
+        let again = parse_publish(Some(&spelling)).expect("a valid spelling parses");
+        assert_eq!((again.name.as_str(), again.role), (name.as_str(), req.role));
+    }
 });

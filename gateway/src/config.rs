@@ -52,7 +52,19 @@ pub struct SrtConfig {
     pub reconnect_grace_ms: u64,
     /// Without H.264 video after this long, a publisher is dropped.
     pub video_timeout_ms: u64,
+    /// A backup publisher (`role=backup`) takes over after the active one
+    /// sent no video frame for this long; 0 means one `hls.part_target_ms`.
+    pub failover_ms: u64,
+    /// The primary takes over again after delivering steadily this long.
+    pub handback_ms: u64,
+    /// A publisher sending more than this (kbit/s, averaged over
+    /// [`BITRATE_WINDOW`]) is disconnected; 0 means no limit.
+    pub max_bitrate_kbps: u64,
 }
+
+/// The window over which `srt.max_bitrate_kbps` is measured: long enough for
+/// a keyframe burst, short enough to stop a flood quickly.
+pub const BITRATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl Default for SrtConfig {
     fn default() -> Self {
@@ -63,6 +75,9 @@ impl Default for SrtConfig {
             max_connections: 64,
             reconnect_grace_ms: 10_000,
             video_timeout_ms: 5_000,
+            failover_ms: 0,
+            handback_ms: 2_000,
+            max_bitrate_kbps: 0,
         }
     }
 }
@@ -219,6 +234,9 @@ impl Config {
             "SRT_MAX_CONNECTIONS" => self.srt.max_connections = num(value).map_err(bad)?,
             "SRT_RECONNECT_GRACE_MS" => self.srt.reconnect_grace_ms = num(value).map_err(bad)?,
             "SRT_VIDEO_TIMEOUT_MS" => self.srt.video_timeout_ms = num(value).map_err(bad)?,
+            "SRT_FAILOVER_MS" => self.srt.failover_ms = num(value).map_err(bad)?,
+            "SRT_HANDBACK_MS" => self.srt.handback_ms = num(value).map_err(bad)?,
+            "SRT_MAX_BITRATE_KBPS" => self.srt.max_bitrate_kbps = num(value).map_err(bad)?,
             "HTTP_LISTEN" => self.http.listen = num(value).map_err(bad)?,
             "HTTP_WEB_ROOT" => self.http.web_root = PathBuf::from(value),
             "HTTP_HTTPS_LISTEN" => self.http.https_listen = Some(num(value).map_err(bad)?),
@@ -342,6 +360,17 @@ impl Config {
             }
         }
         toml::to_string_pretty(&c).unwrap_or_default()
+    }
+}
+
+impl Config {
+    /// How long the active uplink may stall before the other takes over.
+    #[must_use]
+    pub fn failover(&self) -> Duration {
+        Duration::from_millis(match self.srt.failover_ms {
+            0 => self.hls.part_target_ms,
+            ms => ms,
+        })
     }
 }
 

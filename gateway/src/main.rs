@@ -19,6 +19,7 @@ use gateway::media::TestSource;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
 use gateway::stream::task::StreamSettings;
+use gateway::stream::uplink::UplinkConfig;
 use packager::rendition::Retention;
 use packager::segmenter::SegmenterConfig;
 use packager::units::MediaTime;
@@ -232,6 +233,10 @@ fn stream_settings(cfg: &Config) -> StreamSettings {
         reconnect_grace: Duration::from_millis(cfg.srt.reconnect_grace_ms),
         video_timeout: Duration::from_millis(cfg.srt.video_timeout_ms),
         linger: Duration::from_millis(cfg.hls.linger_ms),
+        uplink: UplinkConfig {
+            failover: cfg.failover(),
+            handback: Duration::from_millis(cfg.srt.handback_ms),
+        },
     }
 }
 

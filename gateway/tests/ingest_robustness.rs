@@ -523,7 +523,10 @@ fn second_publisher_is_refused_with_conflict() {
         &mut publish_av(b.gw.srt, "publish:good", ""),
         REFUSED_WITHIN,
     );
-    b.gw.wait_for_log("rejected: stream \"good\" already has a publisher", SOON);
+    b.gw.wait_for_log(
+        "rejected: stream \"good\" already has a primary publisher",
+        SOON,
+    );
     // The SRT rejection code is 2409 Conflict.
     let outcome = srt_raw::connect(
         b.gw.srt,

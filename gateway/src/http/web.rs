@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use super::AppState;
+use crate::ingest::stats::PublisherStats;
 
 #[derive(Serialize)]
 pub(super) struct StreamList {
@@ -20,6 +21,8 @@ struct StreamEntry {
     url: String,
     /// Media is flowing (a full GOP has been packaged).
     live: bool,
+    /// Connected publishers (primary and backup uplink) and their statistics.
+    publishers: Vec<PublisherStats>,
 }
 
 /// `GET /api/v1/streams`: the streams that exist now.
@@ -35,6 +38,7 @@ pub(super) async fn streams(State(state): State<AppState>) -> Json<StreamList> {
             });
             StreamEntry {
                 url: format!("/{name}/index.m3u8"),
+                publishers: state.registry.publishers(&name),
                 name,
                 live,
             }

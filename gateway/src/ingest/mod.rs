@@ -2,4 +2,5 @@
 
 pub mod srt;
 pub mod srtla;
+pub mod stats;
 pub mod streamid;

@@ -19,20 +19,23 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use srt_protocol::options::KeySize;
 use srt_protocol::settings::{KeySettings, Passphrase};
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::{ConnectionRequest, SrtListener};
+use srt_tokio::{ConnectionRequest, SrtListener, SrtSocket};
 use tokio::net::UdpSocket;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::stats::{PublisherStats, StatsTracker};
 use super::streamid::parse_publish;
-use crate::config::Config;
-use crate::stream::hub::{Hub, PublishError};
+use crate::config::{BITRATE_WINDOW, Config};
+use crate::stream::hub::{Hub, PublishError, Publisher};
+use crate::stream::uplink::Role;
 
 /// A bound SRT listener, ready to serve.
 pub struct SrtIngest {
@@ -128,8 +131,8 @@ impl SrtIngest {
         let claims = self.claims.clone();
         tokio::spawn(
             async move {
-                let name = match parse_publish(sid.as_deref()) {
-                    Ok(n) => n,
+                let (name, role) = match parse_publish(sid.as_deref()) {
+                    Ok(r) => (r.name, r.role),
                     Err(e) => {
                         warn!("rejected: {e}");
                         reject(req, ServerRejectReason::BadRequest).await;
@@ -156,8 +159,8 @@ impl SrtIngest {
                     return;
                 };
                 // Declared before `publisher` so that it is released after it.
-                let Some(_claim) = claims.take(&name) else {
-                    warn!("rejected: {}", PublishError::Busy(name.clone()));
+                let Some(_claim) = claims.take(&name, role) else {
+                    warn!("rejected: {}", PublishError::Busy(name.clone(), role));
                     reject(req, ServerRejectReason::Conflict).await;
                     return;
                 };
@@ -189,40 +192,89 @@ impl SrtIngest {
                 // Only now does the stream hear of this publisher. The claim
                 // makes `Busy` unlikely here; should it happen, the caller is
                 // connected already and can only be disconnected.
-                let publisher = match hub.publish(&name) {
+                let publisher = match hub.publish(&name, role) {
                     Ok(p) => p,
                     Err(e) => {
                         warn!("disconnecting the publisher: {e}");
                         return;
                     }
                 };
-                info!(stream = %name, "publisher connected");
-                loop {
-                    let item = tokio::select! {
-                        item = socket.next() => item,
-                        () = publisher.closed() => {
-                            info!("stream dropped the publisher");
-                            break;
-                        }
-                    };
-                    match item {
-                        Some(Ok((_, datagram))) => {
-                            if publisher.send(datagram).await.is_err() {
-                                info!("stream dropped the publisher");
-                                break;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            debug!("receive error: {e}");
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-                info!(stream = %name, "publisher disconnected");
+                info!(stream = %name, %role, "publisher connected");
+                let tracker = StatsTracker::new(
+                    Instant::now(),
+                    role,
+                    peer.to_string(),
+                    socket.settings().recv_tsbpd_latency,
+                    BITRATE_WINDOW,
+                );
+                let (stats, stats_rx) = watch::channel(PublisherStats::default());
+                hub.registry().add_publisher(&name, stats_rx);
+                relay(
+                    &mut socket,
+                    &publisher,
+                    tracker,
+                    &stats,
+                    config.srt.max_bitrate_kbps,
+                )
+                .await;
+                info!(stream = %name, %role, "publisher disconnected");
             }
             .instrument(span),
         );
+    }
+}
+
+/// Forwards a publisher's datagrams to its stream until either side ends,
+/// keeping its statistics and enforcing `srt.max_bitrate_kbps` (0: none).
+async fn relay(
+    socket: &mut SrtSocket,
+    publisher: &Publisher,
+    mut tracker: StatsTracker,
+    stats: &watch::Sender<PublisherStats>,
+    max_kbps: u64,
+) {
+    let mut srt_stats = socket.statistics().clone();
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let item = tokio::select! {
+            item = socket.next() => item,
+            Some(s) = srt_stats.next() => {
+                tracker.on_srt(&s);
+                continue;
+            }
+            _ = every_second.tick() => {
+                stats.send_replace(tracker.snapshot(Instant::now(), publisher.queued()));
+                continue;
+            }
+            () = publisher.closed() => {
+                info!("stream dropped the publisher");
+                return;
+            }
+        };
+        let datagram = match item {
+            Some(Ok((_, datagram))) => datagram,
+            Some(Err(e)) => {
+                debug!("receive error: {e}");
+                return;
+            }
+            None => return,
+        };
+        if let Some(bps) = tracker.on_datagram(Instant::now(), datagram.len())
+            && max_kbps > 0
+            && bps > max_kbps.saturating_mul(1000)
+        {
+            warn!(
+                "disconnecting the publisher: it sent {} kbit/s over the last {:?}, \
+                 more than srt.max_bitrate_kbps = {max_kbps}",
+                bps / 1000,
+                BITRATE_WINDOW
+            );
+            return;
+        }
+        if publisher.send(datagram).await.is_err() {
+            info!("stream dropped the publisher");
+            return;
+        }
     }
 }
 
@@ -298,24 +350,26 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Stream names with an SRT publisher being admitted or connected: lets a
-/// second publisher be refused (`Conflict`) before its handshake completes,
-/// without telling the stream about a publisher that may never connect.
+/// Stream names and roles with an SRT publisher being admitted or
+/// connected: lets a second publisher in the same role be refused
+/// (`Conflict`) before its handshake completes, without telling the stream
+/// about a publisher that may never connect.
 #[derive(Clone, Default)]
-struct Claims(Arc<Mutex<HashSet<String>>>);
+struct Claims(Arc<Mutex<HashSet<(String, Role)>>>);
 
-/// Holds a name in [`Claims`] while alive.
+/// Holds a name and role in [`Claims`] while alive.
 struct Claim {
     claims: Claims,
-    name: String,
+    key: (String, Role),
 }
 
 impl Claims {
-    fn take(&self, name: &str) -> Option<Claim> {
+    fn take(&self, name: &str, role: Role) -> Option<Claim> {
         let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.insert(name.to_owned()).then(|| Claim {
+        let key = (name.to_owned(), role);
+        set.insert(key.clone()).then(|| Claim {
             claims: self.clone(),
-            name: name.to_owned(),
+            key,
         })
     }
 }
@@ -323,7 +377,7 @@ impl Claims {
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut set = self.claims.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.remove(&self.name);
+        set.remove(&self.key);
     }
 }
 
@@ -381,12 +435,16 @@ mod tests {
     }
 
     #[test]
-    fn a_name_is_claimed_once_at_a_time() {
+    fn a_name_is_claimed_once_per_role_at_a_time() {
         let claims = Claims::default();
-        let a = claims.take("show").unwrap();
-        assert!(claims.take("show").is_none());
-        assert!(claims.take("other").is_some());
+        let a = claims.take("show", Role::Primary).unwrap();
+        assert!(claims.take("show", Role::Primary).is_none());
+        assert!(claims.take("other", Role::Primary).is_some());
+        let b = claims.take("show", Role::Backup).unwrap();
+        assert!(claims.take("show", Role::Backup).is_none());
         drop(a);
-        assert!(claims.take("show").is_some());
+        assert!(claims.take("show", Role::Primary).is_some());
+        drop(b);
+        assert!(claims.take("show", Role::Backup).is_some());
     }
 }

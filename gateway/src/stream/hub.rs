@@ -1,5 +1,5 @@
 //! Admission of publishers: finds or starts the task that owns a stream and
-//! makes sure a stream has at most one publisher at a time.
+//! makes sure a stream has at most one publisher per uplink role at a time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,21 +10,25 @@ use tokio::sync::mpsc;
 
 use super::registry::Registry;
 use super::task::{self, Command, StreamSettings};
+use super::uplink::Role;
 
 /// Datagrams queued between the SRT socket and the stream task (~3 s at 4 Mb/s).
 const PUBLISH_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PublishError {
-    #[error("stream {0:?} already has a publisher")]
-    Busy(String),
+    #[error("stream {0:?} already has a {1} publisher")]
+    Busy(String, Role),
     #[error("stream {0:?} is not accepting publishers (shutting down)")]
     Closed(String),
 }
 
+/// Whether a publisher is attached, per [`Role::index`].
+pub type Publishing = [AtomicBool; 2];
+
 struct Entry {
     control: mpsc::Sender<Command>,
-    publishing: Arc<AtomicBool>,
+    publishing: Arc<Publishing>,
 }
 
 /// Shared by every ingest listener.
@@ -38,7 +42,8 @@ pub struct Hub {
 /// A connected publisher's side: push TS datagrams; dropping it ends the session.
 pub struct Publisher {
     data: mpsc::Sender<Bytes>,
-    publishing: Arc<AtomicBool>,
+    publishing: Arc<Publishing>,
+    role: Role,
 }
 
 impl Publisher {
@@ -46,6 +51,12 @@ impl Publisher {
     /// stream dropped this publisher (bad media, or shutdown): disconnect it.
     pub async fn send(&self, datagram: Bytes) -> Result<(), ()> {
         self.data.send(datagram).await.map_err(|_| ())
+    }
+
+    /// Datagrams queued for the stream task.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.data.max_capacity() - self.data.capacity()
     }
 
     /// Resolves when the stream has dropped this publisher, so an idle caller
@@ -57,7 +68,7 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.publishing.store(false, Ordering::Release);
+        self.publishing[self.role.index()].store(false, Ordering::Release);
     }
 }
 
@@ -76,8 +87,9 @@ impl Hub {
         &self.registry
     }
 
-    /// Attaches a publisher to stream `name`, starting the stream if needed.
-    pub fn publish(&self, name: &str) -> Result<Publisher, PublishError> {
+    /// Attaches a publisher to stream `name` as its `role` uplink, starting
+    /// the stream if needed.
+    pub fn publish(&self, name: &str, role: Role) -> Result<Publisher, PublishError> {
         let mut streams = self
             .streams
             .lock()
@@ -93,26 +105,26 @@ impl Hub {
                 publishing,
             }
         });
-        if entry
-            .publishing
+        if entry.publishing[role.index()]
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return Err(PublishError::Busy(name.to_owned()));
+            return Err(PublishError::Busy(name.to_owned(), role));
         }
         let (data, rx) = mpsc::channel(PUBLISH_QUEUE);
         let publisher = Publisher {
             data,
             publishing: Arc::clone(&entry.publishing),
+            role,
         };
-        if entry.control.try_send(Command::Publish(rx)).is_err() {
+        if entry.control.try_send(Command::Publish(role, rx)).is_err() {
             return Err(PublishError::Closed(name.to_owned()));
         }
         Ok(publisher)
     }
 
     /// Called by a stream task as it exits.
-    pub(super) fn forget(&self, name: &str, publishing: &Arc<AtomicBool>) {
+    pub(super) fn forget(&self, name: &str, publishing: &Arc<Publishing>) {
         if let Ok(mut streams) = self.streams.lock()
             && streams
                 .get(name)

@@ -2,8 +2,10 @@
 //! immutable snapshots through a `watch` channel; HTTP handlers only read them.
 
 pub mod hub;
+mod publishers;
 pub mod registry;
 pub mod task;
+pub mod uplink;
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 use super::StreamSnapshot;
+use crate::ingest::stats::PublisherStats;
 
 /// A reader's handle on a stream.
 pub type StreamWatch = watch::Receiver<Arc<StreamSnapshot>>;
@@ -14,6 +15,9 @@ pub type StreamWatch = watch::Receiver<Arc<StreamSnapshot>>;
 #[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<HashMap<String, StreamWatch>>>,
+    /// Connected publishers' statistics by stream name; a publisher's entry
+    /// lapses when its connection drops the sender.
+    publishers: Arc<RwLock<HashMap<String, Vec<watch::Receiver<PublisherStats>>>>>,
 }
 
 impl Registry {
@@ -44,6 +48,30 @@ impl Registry {
         }
         m.insert(name.to_owned(), watch);
         true
+    }
+
+    /// Lists a connected publisher of stream `name` until `stats`' sender drops.
+    pub fn add_publisher(&self, name: &str, stats: watch::Receiver<PublisherStats>) {
+        if let Ok(mut m) = self.publishers.write() {
+            let list = m.entry(name.to_owned()).or_default();
+            list.retain(|w| w.has_changed().is_ok());
+            list.push(stats);
+        }
+    }
+
+    /// The statistics of stream `name`'s connected publishers.
+    #[must_use]
+    pub fn publishers(&self, name: &str) -> Vec<PublisherStats> {
+        let Ok(m) = self.publishers.read() else {
+            return Vec::new();
+        };
+        m.get(name)
+            .into_iter()
+            .flatten()
+            // `has_changed` fails once the sender is gone.
+            .filter(|w| w.has_changed().is_ok())
+            .map(|w| w.borrow().clone())
+            .collect()
     }
 
     pub fn remove(&self, name: &str) {

@@ -3,7 +3,6 @@
 
 use std::future::pending;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -15,9 +14,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::hub::Hub;
+use super::hub::{Hub, Publishing};
+use super::publishers::{Event, Publishers};
+use super::uplink::{self, Role, Uplink, UplinkConfig};
 use super::{StreamSnapshot, VariantInfo};
-use crate::media::{Demuxer, MediaEvent};
+use crate::media::MediaEvent;
 
 /// What a stream needs to know from the configuration.
 #[derive(Clone, Debug)]
@@ -27,22 +28,24 @@ pub struct StreamSettings {
     pub reconnect_grace: Duration,
     pub video_timeout: Duration,
     pub linger: Duration,
+    pub uplink: UplinkConfig,
 }
 
 pub enum Command {
-    /// A publisher was admitted; its datagrams arrive on this channel.
-    Publish(mpsc::Receiver<Bytes>),
+    /// A publisher was admitted as the `Role` uplink; its datagrams arrive on
+    /// this channel.
+    Publish(Role, mpsc::Receiver<Bytes>),
 }
 
 /// Starts the task for stream `name`; returns its control channel and the
-/// flag that says whether a publisher is attached.
+/// flags that say whether a publisher is attached in each role.
 pub(super) fn spawn(
     name: &str,
     settings: StreamSettings,
     hub: Hub,
-) -> (mpsc::Sender<Command>, Arc<AtomicBool>) {
+) -> (mpsc::Sender<Command>, Arc<Publishing>) {
     let (control_tx, control) = mpsc::channel(4);
-    let publishing = Arc::new(AtomicBool::new(false));
+    let publishing = Arc::new(Publishing::default());
     let (snapshots, watch) = watch::channel(Arc::new(StreamSnapshot {
         name: name.to_owned(),
         incarnation: wall_now(),
@@ -56,14 +59,12 @@ pub(super) fn spawn(
     let task = StreamTask {
         name: name.to_owned(),
         segmenter: Segmenter::new(settings.segmenter),
+        uplink: Uplink::new(settings.uplink),
         settings,
         rendition: None,
         snapshots,
-        publisher: None,
-        demuxer: None,
-        media: None,
+        publishers: Publishers::default(),
         video: None,
-        had_publisher: false,
     };
     let flag = Arc::clone(&publishing);
     // A root span: the stream outlives the connection that started it.
@@ -87,15 +88,14 @@ struct StreamTask {
     segmenter: Segmenter,
     rendition: Option<Rendition>,
     snapshots: watch::Sender<Arc<StreamSnapshot>>,
-    publisher: Option<mpsc::Receiver<Bytes>>,
-    demuxer: Option<Demuxer>,
-    media: Option<mpsc::Receiver<MediaEvent>>,
+    publishers: Publishers,
+    /// Which publisher's samples reach the segmenter.
+    uplink: Uplink,
     video: Option<Codec>,
-    had_publisher: bool,
 }
 
 enum Deadline {
-    /// The publisher must have sent H.264 video by then.
+    /// Every publisher must have sent H.264 video by then.
     Video,
     /// The publisher left; end the stream unless one comes back.
     Grace,
@@ -113,54 +113,59 @@ impl StreamTask {
                     None => pending().await,
                 }
             };
+            let failover_at = self.uplink.poll_timeout();
+            let failover = async move {
+                match failover_at {
+                    Some(at) => sleep_until(at.into()).await,
+                    None => pending().await,
+                }
+            };
             tokio::select! {
                 cmd = control.recv() => match cmd {
-                    Some(Command::Publish(rx)) => {
-                        self.attach(rx);
+                    Some(Command::Publish(role, rx)) => {
+                        self.attach(role, rx);
                         deadline = Some((Instant::now() + self.settings.video_timeout, Deadline::Video));
                     }
                     None => break,
                 },
-                data = recv_opt(&mut self.publisher) => match data {
-                    Some(datagram) => {
-                        if let Some(d) = &self.demuxer
-                            && let Err(e) = d.push(datagram)
-                        {
-                            warn!("demuxer refused input: {e}");
-                            self.detach();
+                (role, event) = self.publishers.next() => {
+                    let dirty = match event {
+                        Event::Media(ev) => self.on_media(role, ev),
+                        Event::Hangup => {
+                            info!(%role, "publisher disconnected");
+                            false
                         }
+                        Event::Drained => self.source_gone(role),
+                    };
+                    if dirty {
+                        self.publish();
                     }
-                    None => {
-                        info!("publisher disconnected");
-                        self.detach();
+                    if !self.publishers.connected() && !matches!(deadline, Some((_, Deadline::Grace | Deadline::Linger))) {
                         deadline = Some((Instant::now() + self.settings.reconnect_grace, Deadline::Grace));
+                    } else if self.publishers.without_video().is_empty() && matches!(deadline, Some((_, Deadline::Video))) {
+                        deadline = None;
                     }
                 },
-                event = recv_opt(&mut self.media) => match event {
-                    Some(ev) => {
-                        let mut dirty = self.on_media(ev);
-                        // Drain what is already queued before publishing once.
-                        while let Some(ev) = self.media.as_mut().and_then(|m| m.try_recv().ok()) {
-                            dirty |= self.on_media(ev);
-                        }
-                        if dirty {
-                            self.publish();
-                        }
-                        if self.video.is_some() && matches!(deadline, Some((_, Deadline::Video))) {
-                            deadline = None;
-                        }
+                () = failover => {
+                    self.uplink.handle_timeout(Instant::now().into_std());
+                    if self.feed_segmenter() {
+                        self.publish();
                     }
-                    None => self.media = None,
                 },
                 () = timer => match deadline.take() {
                     Some((_, Deadline::Video)) => {
-                        error!(
-                            "no H.264 video from the publisher after {:?}: dropping it \
-                             (dropline needs MPEG-TS with H.264 video and optional AAC audio)",
-                            self.settings.video_timeout
-                        );
-                        self.detach();
-                        deadline = Some((Instant::now() + self.settings.reconnect_grace, Deadline::Grace));
+                        for role in self.publishers.without_video() {
+                            error!(
+                                %role,
+                                "no H.264 video from the publisher after {:?}: dropping it \
+                                 (dropline needs MPEG-TS with H.264 video and optional AAC audio)",
+                                self.settings.video_timeout
+                            );
+                            self.publishers.detach(role);
+                        }
+                        if !self.publishers.connected() {
+                            deadline = Some((Instant::now() + self.settings.reconnect_grace, Deadline::Grace));
+                        }
                     }
                     Some((_, Deadline::Grace)) => {
                         info!("publisher did not come back: ending the stream");
@@ -176,62 +181,75 @@ impl StreamTask {
         debug!("stream task exits");
     }
 
-    fn attach(&mut self, rx: mpsc::Receiver<Bytes>) {
+    fn attach(&mut self, role: Role, rx: mpsc::Receiver<Bytes>) {
         if self.rendition.as_ref().is_some_and(|r| r.snapshot().ended) {
             // An ended playlist never continues; start over under the same name.
             self.rendition = None;
             self.segmenter = Segmenter::new(self.settings.segmenter);
+            self.uplink = Uplink::new(self.settings.uplink);
             self.video = None;
-            self.had_publisher = false;
         }
-        match Demuxer::new(&self.name) {
-            Ok((demuxer, media)) => {
-                info!("publisher attached");
-                if self.had_publisher {
-                    // rfc8216bis §4.4.4.3: the new source's timestamps and
-                    // encoder state differ, so the next segment gets a discontinuity.
-                    self.segmenter.push_discontinuity();
-                }
-                self.had_publisher = true;
-                self.demuxer = Some(demuxer);
-                self.media = Some(media);
-                self.publisher = Some(rx);
+        match self.publishers.attach(&self.name, role, rx) {
+            Ok(()) => {
+                info!(%role, "publisher attached");
+                // Whether its samples continue the timeline (or need a
+                // discontinuity) is the uplink's decision.
+                self.uplink.attach(Instant::now().into_std(), role);
             }
             Err(e) => error!("cannot start the demuxer: {e}"),
         }
     }
 
-    fn detach(&mut self) {
-        self.publisher = None;
-        if let Some(d) = self.demuxer.take() {
-            d.finish();
+    /// The `role` publisher's last samples have been handled.
+    fn source_gone(&mut self, role: Role) -> bool {
+        self.uplink.detach(Instant::now().into_std(), role);
+        if self.uplink.active().is_none() {
+            // Nobody takes over: publish what is open.
+            self.segmenter.finish();
         }
-        // Samples still queued in `media` are drained before it closes.
+        self.feed_segmenter()
     }
 
     /// Returns whether something was published.
-    fn on_media(&mut self, ev: MediaEvent) -> bool {
+    fn on_media(&mut self, role: Role, ev: MediaEvent) -> bool {
+        let now = Instant::now().into_std();
         match ev {
-            MediaEvent::Track(codec) => {
-                if codec.kind() == TrackKind::Video {
-                    self.video = Some(codec.clone());
-                }
-                if let Err(e) = self.segmenter.push_codec(codec) {
-                    warn!("codec: {e}");
-                }
-            }
-            MediaEvent::Sample(sample) => {
-                if let Err(e) = self.segmenter.push_sample(sample) {
-                    debug!("sample dropped: {e}");
-                }
-            }
+            MediaEvent::Track(codec) => self.uplink.push_codec(role, codec),
+            MediaEvent::Sample(sample) => self.uplink.push_sample(now, role, sample),
             MediaEvent::Error(e) if e.is_fatal() => {
-                warn!("media error, dropping the publisher: {e}");
-                self.detach();
+                warn!(%role, "media error, dropping the publisher: {e}");
+                self.publishers.detach(role);
             }
-            MediaEvent::Error(e) => debug!("media: {e}"),
-            MediaEvent::Eos => {
-                self.segmenter.finish();
+            MediaEvent::Error(e) => debug!(%role, "media: {e}"),
+            MediaEvent::Eos => return self.source_gone(role),
+        }
+        self.feed_segmenter()
+    }
+
+    /// Hands the selected publisher's codecs and samples to the segmenter.
+    fn feed_segmenter(&mut self) -> bool {
+        while let Some(out) = self.uplink.poll_output() {
+            match out {
+                uplink::Output::Codec(codec) => {
+                    if codec.kind() == TrackKind::Video {
+                        self.video = Some(codec.clone());
+                    }
+                    if let Err(e) = self.segmenter.push_codec(codec) {
+                        warn!("codec: {e}");
+                    }
+                }
+                uplink::Output::Sample(sample) => {
+                    if let Err(e) = self.segmenter.push_sample(sample) {
+                        debug!("sample dropped: {e}");
+                    }
+                }
+                // rfc8216bis §4.4.4.3: the new source's timestamps do not
+                // continue the old ones.
+                uplink::Output::Discontinuity => self.segmenter.push_discontinuity(),
+                uplink::Output::Switched { from, to, splice } => {
+                    let from = from.map_or("none", Role::as_str);
+                    info!(%from, %to, ?splice, "uplink switched");
+                }
             }
         }
         self.drain()
@@ -346,13 +364,6 @@ impl StreamTask {
                 .frame_duration()
                 .map(|f| 1.0 / f.as_secs_f64()),
         })
-    }
-}
-
-async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(r) => r.recv().await,
-        None => pending().await,
     }
 }
 

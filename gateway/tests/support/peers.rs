@@ -62,6 +62,13 @@ impl Peer {
         poll(timeout, Duration::from_millis(50), || self.exit_status())
     }
 
+    /// Kills the process without warning (SIGKILL): for a publisher, its
+    /// SRT connection goes silent instead of closing, like a dead uplink.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+    }
+
     /// Asks the process to stop (SIGTERM: ffmpeg then closes its SRT
     /// connection properly), waits, and kills it if it lingers.
     pub fn stop(&mut self) -> Option<ExitStatus> {
@@ -250,4 +257,48 @@ pub fn expect_refused(peer: &mut Peer, timeout: Duration) -> String {
             peer.log.text()
         ),
     }
+}
+
+/// `srt-live-transmit udp://:PORT SRT-URL`: relays the MPEG-TS datagrams
+/// that arrive on UDP `port` to the gateway as `streamid`. Restarts nothing
+/// (`-a:no`): kill it to end the uplink.
+pub fn udp_relay(srt: SocketAddr, streamid: &str, port: u16) -> Peer {
+    let mut c = Command::new("srt-live-transmit");
+    c.args(["-a:no", &format!("udp://:{port}")])
+        .arg(slt_url(srt, streamid, ""))
+        .stdin(Stdio::null());
+    Peer::spawn(&format!("srt-live-transmit {streamid} from udp {port}"), c)
+}
+
+/// One live encoder (the `publish_av` test pattern) whose MPEG-TS goes to
+/// every UDP port in `ports` on 127.0.0.1: ffmpeg's tee muxer writes the
+/// same packets, so every copy has the same frames and timestamps.
+pub fn encoder_to_udp(ports: &[u16]) -> Peer {
+    let outputs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("[f=mpegts:onfail=ignore]udp://127.0.0.1:{p}?pkt_size=1316"))
+        .collect();
+    let mut c = ffmpeg();
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine"])
+        .args(["-map", "0:v", "-map", "1:a"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "tee"])
+        .arg(outputs.join("|"));
+    Peer::spawn("ffmpeg encoder to udp", c)
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("binding a UDP port")
 }

@@ -173,6 +173,7 @@ impl DuplexConnection {
         self.stats.tx_buffered_bytes = self.sender.tx_buffered_bytes();
 
         self.stats.rx_acknowledged_time = self.receiver.rx_acknowledged_time();
+        self.stats.rx_average_rtt = self.receiver.rx_average_rtt();
     }
 
     pub fn next_packet(&mut self, now: Instant) -> Option<(Packet, SocketAddr)> {
@@ -240,7 +241,13 @@ impl DuplexConnection {
     }
 
     pub fn should_update_statistics(&mut self, now: Instant) -> bool {
-        self.timers.check_statistics(now).is_some()
+        // dropline: srt-tokio's socket loop sends `statistics()` when this
+        // says so without calling `update_statistics`, so do it here.
+        let due = self.timers.check_statistics(now).is_some();
+        if due {
+            self.update_statistics(now);
+        }
+        due
     }
 
     pub fn statistics(&self) -> &SocketStatistics {

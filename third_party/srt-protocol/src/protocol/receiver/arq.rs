@@ -320,6 +320,12 @@ impl AutomaticRepeatRequestAlgorithm {
         self.receive_buffer.pop_next_message(now)
     }
 
+    /// The smoothed RTT measured from ACK/ACK2 pairs (dropline: exposed
+    /// for statistics, which srt-protocol 0.4.4 leaves at zero).
+    pub fn rtt(&self) -> Duration {
+        Duration::from_micros(u64::try_from(self.rtt.mean().as_micros()).unwrap_or(0))
+    }
+
     pub fn rx_acknowledged_time(&self) -> Duration {
         self.receive_buffer.rx_acknowledged_time()
     }

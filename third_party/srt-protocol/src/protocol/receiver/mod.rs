@@ -86,6 +86,10 @@ impl Receiver {
     pub fn rx_acknowledged_time(&self) -> Duration {
         self.arq.rx_acknowledged_time()
     }
+
+    pub fn rx_average_rtt(&self) -> Duration {
+        self.arq.rtt()
+    }
 }
 
 pub struct ReceiverContext<'a> {
@@ -178,6 +182,8 @@ impl<'a> ReceiverContext<'a> {
         let rtt = self.receiver.arq.handle_ack2_packet(now, seq_num);
         if let Some(rtt) = rtt {
             self.timers.update_rtt(rtt);
+        } else {
+            // dropline: upstream counted the matched ACK2s as errors.
             //self.warn("ack not found", now, &seq_num);
             self.stats.rx_ack2_errors += 1;
         }
