@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::http::{AppState, router};
+use gateway::http::{AppState, router_with};
 use gateway::ingest::srt::SrtIngest;
 use gateway::media::TestSource;
+use gateway::overlay::Overlay;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
 use gateway::stream::task::StreamSettings;
@@ -114,10 +115,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
 
-    let app = router(AppState {
-        registry,
-        web_root: cfg.http.web_root.clone(),
-    });
+    let overlay = Overlay::open(
+        &cfg,
+        registry.clone(),
+        Arc::new(gateway::stream::task::wall_now),
+    )
+    .context("opening the commerce overlay")?;
+    let app = router_with(
+        AppState {
+            registry,
+            web_root: cfg.http.web_root.clone(),
+        },
+        gateway::overlay::api::router(overlay),
+    );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)

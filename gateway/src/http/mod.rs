@@ -28,6 +28,12 @@ pub struct AppState {
 
 /// The whole HTTP surface; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The HTTP surface plus `api` (the overlay's routes, `crate::overlay::api`),
+/// under the same layers.
+pub fn router_with(state: AppState, api: Router) -> Router {
     // Players are often served from another origin than the media.
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -44,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         )
         // The demo page and its scripts; `/` is `index.html`.
         .fallback_service(ServeDir::new(&state.web_root))
+        .with_state(state)
+        .merge(api)
         // Appendix B: playlists compress well (gzip when the client accepts
         // it); media is already compressed and is sent as is.
         .layer(
@@ -52,7 +60,6 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(cors)
         .layer(axum::middleware::map_response(server_header))
-        .with_state(state)
 }
 
 async fn server_header(mut res: axum::response::Response) -> axum::response::Response {
