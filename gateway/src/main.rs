@@ -115,18 +115,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
 
-    let overlay = Overlay::open(
-        &cfg,
-        registry.clone(),
-        Arc::new(gateway::stream::task::wall_now),
-    )
-    .context("opening the commerce overlay")?;
+    // Opened before the ready line: a bad store stops startup with its reason.
+    let api = if gateway::overlay::settings::enabled(&cfg) {
+        let overlay = Overlay::open(
+            &cfg,
+            registry.clone(),
+            Arc::new(gateway::stream::task::wall_now),
+        )
+        .context("opening the commerce overlay")?;
+        gateway::overlay::api::router(overlay)
+    } else {
+        axum::Router::new()
+    };
     let app = router_with(
         AppState {
             registry,
             web_root: cfg.http.web_root.clone(),
         },
-        gateway::overlay::api::router(overlay),
+        api,
     );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -170,3 +170,26 @@ pub fn resolve_secret(inline: Option<&str>, file: Option<&Path>) -> Result<Optio
     }
     Ok(Some(secret))
 }
+
+/// The overlay is on when anything uses it: a stream with a cue API token or
+/// drops, a webhook secret, or an offer key. Otherwise no store is opened, so
+/// gateways without commerce need no `data_dir` (and can share a folder).
+#[must_use]
+pub fn enabled(cfg: &crate::config::Config) -> bool {
+    let w = &cfg.webhooks;
+    cfg.streams
+        .values()
+        .any(|s| s.api_token.is_some() || s.api_token_file.is_some() || !s.drops.is_empty())
+        || [&w.shopify_secret, &w.stripe_secret, &w.plain_secret]
+            .iter()
+            .any(|s| s.is_some())
+        || [
+            &w.shopify_secret_file,
+            &w.stripe_secret_file,
+            &w.plain_secret_file,
+        ]
+        .iter()
+        .any(|s| s.is_some())
+        || cfg.offers.key.is_some()
+        || cfg.offers.key_file.is_some()
+}
