@@ -390,9 +390,69 @@ async fn program_date_time_needs_a_live_stream() {
     );
     assert_eq!(v["live_edge"], Value::Null);
     f.tx.send_replace(snapshot(Some(&live_rendition())));
+    f.overlay.handle_timeline("show", None).unwrap();
     let (s, v) = f.authed("GET", "/api/v1/streams/show/cues").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["live_edge"]["msn"], 10);
+    assert!(
+        v["cues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "placed")
+    );
+}
+
+#[test]
+fn drops_and_tokens_come_from_toml_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropline.toml");
+    std::fs::write(
+        &path,
+        r#"
+[storage]
+data_dir = "/var/lib/dropline"
+[[streams.show.drops]]
+id = "drop-7"
+source = "inventory-levels"
+products = [{ product_id = "cap", inventory_item_id = "inv-1", stock = 20 }]
+stages = [{ label = "plenty" }, { label = "last 10", at_most = 10 }]
+"#,
+    )
+    .unwrap();
+    let cfg = Config::load(
+        Some(&path),
+        [
+            (
+                "DROPLINE_STREAM_SHOW_API_TOKEN".into(),
+                "from-the-env-123".into(),
+            ),
+            ("DROPLINE_WEBHOOK_STRIPE_SECRET".into(), "whsec_env".into()),
+        ],
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    let show = &cfg.streams["show"];
+    assert_eq!(show.api_token.as_deref(), Some("from-the-env-123"));
+    assert_eq!(
+        show.drops[0].products[0].inventory_item_id.as_deref(),
+        Some("inv-1")
+    );
+    assert!(gateway::overlay::settings::enabled(&cfg));
+    assert!(!gateway::overlay::settings::enabled(&Config::default()));
+    let printed = cfg.redacted_toml();
+    assert!(
+        !printed.contains("from-the-env") && !printed.contains("whsec_env"),
+        "{printed}"
+    );
+    // A drop the overlay refuses is a startup error naming it.
+    let mut bad = config(dir.path());
+    bad.streams.get_mut("show").unwrap().drops[0].stages[1].at_most = None;
+    let err = Overlay::open(&bad, Registry::default(), Arc::new(|| WallTime(0)))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("streams.show.drops"), "{err}");
 }
 
 #[tokio::test]
@@ -612,6 +672,19 @@ async fn webhooks_verify_dedup_and_drive_the_drop() {
         v["payload"],
         json!({"drop": "drop-7", "stage": "last 3", "index": 1})
     );
+
+    // The same order state under a new delivery id: stale, nothing counted twice.
+    let again = String::from_utf8(plain.clone())
+        .unwrap()
+        .replace("wh-0001", "wh-0002");
+    let (s, v) = f
+        .hook(
+            "plain",
+            &[("x-dropline-hmac-sha256", &b64(&[again.as_bytes()]))],
+            again.as_bytes(),
+        )
+        .await;
+    assert_eq!((s, v["outcome"].as_str()), (StatusCode::OK, Some("stale")));
 
     let (s, _) = f.hook("nope", &[], b"{}").await;
     assert_eq!(s, StatusCode::NOT_FOUND);

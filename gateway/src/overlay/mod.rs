@@ -529,6 +529,26 @@ impl Overlay {
         Ok((cues, timeline))
     }
 
+    /// The stream task's call when its edge moves (or a keyframe arrives at
+    /// `keyframe`): due cues are placed and committed. Not wired yet; the
+    /// cue API does the same on each write.
+    ///
+    /// # Errors
+    /// [`OpError`].
+    pub fn handle_timeline(&self, name: &str, keyframe: Option<MediaTime>) -> Result<(), OpError> {
+        let s = self.inner.streams.get(name).ok_or(OpError::UnknownStream)?;
+        let timeline = self.timeline(name);
+        let now = self.now();
+        let mut st = lock(&s.state);
+        self.advance(&mut st, timeline, now);
+        if let Some(at) = keyframe {
+            st.book.handle_keyframe(at);
+        }
+        let changes = st.drain();
+        let rows: Vec<(&str, StoredCue)> = changes.into_iter().map(|c| (name, c)).collect();
+        self.commit(&rows, None)
+    }
+
     /// The stream task's per-part call (carriage is not wired yet): the cues
     /// to carry in the part spanning `range`, marked aired in `part` and
     /// committed before they are returned.
