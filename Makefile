@@ -109,7 +109,7 @@ bench: deps-apt
 ##   make fuzz-smoke                   every target for FUZZ_SMOKE_SECONDS (20) each
 ##   make fuzz FUZZ_SECONDS=600        every target for FUZZ_SECONDS (300) each
 ##   make fuzz FUZZ_TARGETS=segmenter  one target
-FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist
+FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist cue_body webhooks
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 # No sanitizer by default: every crate of ours forbids unsafe code, and without ASan the targets run

@@ -358,7 +358,43 @@ def segmenter_regressions():
                      seg_input(3000, 2000, 200, 0, False, ops + [FINISH]))
 
 
+def overlay_seeds():
+    """cue_body: the bodies of overlay/src/cue.rs's parser tests, one per anchor
+    and per refusal; webhooks: every sample in fixtures/webhooks/ behind the
+    byte that picks its adapter (0-2 Shopify topics, 3 Stripe, 4 plain)."""
+    at = "2026-11-26T10:00:01.500Z"
+    bodies = [
+        '{"kind":"product-card","payload":{"sku":"A1"}}',
+        '{"id":"c1","kind":"custom","anchor":{"type":"program-date-time","at":"%s"},"duration_ms":500}' % at,
+        '{"kind":"custom","anchor":{"type":"next-keyframe"}}',
+        '{"kind":"custom","anchor":{"type":"wall-clock","at":"%s"}}' % at,
+        '{"kind":"custom","anchor":{"type":"now"}}',
+        '{"id":"o","kind":"offer-open","duration_ms":60000,"payload":{"offer_id":"drop-7","product_ids":["p1"]}}',
+        '{"kind":"offer-open","payload":{"offer_id":"drop-7"}}',
+        '{"kind":"custom","anchor":{"type":"now","at":"x"}}',
+        '{"kind":"custom","duration_ms":4294967295}',
+        '{"kind":"custom","id":"a b"}',
+        '{"kind":"sold-out","payload":[[[[1]]]]}',
+    ]
+    for b in bodies:
+        write("cue_body", None, b)
+    pick = {
+        "shopify/orders_create.json": 0,
+        "shopify/refunds_create.json": 1,
+        "shopify/inventory_levels_update.json": 2,
+        "stripe/checkout_session_completed.json": 3,
+        "stripe/charge_refunded.json": 3,
+        "plain/order.json": 4,
+        "plain/refund.json": 4,
+        "plain/inventory.json": 4,
+    }
+    for path, byte in sorted(pick.items()):
+        data = open(os.path.join(ROOT, "fixtures", "webhooks", path), "rb").read()
+        write("webhooks", None, bytes([byte]) + data)
+
+
 if __name__ == "__main__":
+    overlay_seeds()
     text_seeds()
     ts_demux_seeds()
     segmenter_seeds()

@@ -477,16 +477,19 @@ impl CueBook {
             })
             .map(|(&e, _)| e)
             .collect();
+        let mut forgotten = HashSet::new();
         for e in gone {
             if let Some(cue) = self.cues.remove(&e) {
                 if let Some(p) = cue.placement() {
                     self.placed.remove(&(p.media_time, e));
                 }
                 self.by_id.remove(&cue.id);
-                self.keys.retain(|_, (_, id)| *id != cue.id);
-                self.retired.insert(cue.id);
+                forgotten.insert(cue.id);
             }
         }
+        // One pass over the keys, however many cues went.
+        self.keys.retain(|_, (_, id)| !forgotten.contains(id));
+        self.retired.extend(forgotten);
     }
 
     fn generate_id(&mut self) -> CueId {
