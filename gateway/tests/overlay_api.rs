@@ -773,7 +773,30 @@ async fn sustained_cue_rate() {
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "overlay cue API: {n} cues, each committed durably, in {secs:.2} s = {:.0} cues/s (goal >= 50)",
+        "overlay cue API, 1 client: {n} cues, each committed durably, in {secs:.2} s = {:.0} cues/s (goal >= 50)",
         f64::from(n) / secs
     );
+    let f = Arc::new(f);
+    let start = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                for i in 0..n / 4 {
+                    let key = format!("par-{c}-{i}");
+                    let (s, _, _) = f.post_cue(Some(&key), r#"{"kind":"custom"}"#).await;
+                    assert_eq!(s, StatusCode::CREATED);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "overlay cue API, 4 clients: {n} cues in {secs:.2} s = {:.0} cues/s",
+        f64::from(n) / secs
+    );
+    assert_eq!(f.cue_ids().await.len(), 2 * n as usize + 1);
 }

@@ -245,7 +245,9 @@ async fn list(
     if let Err(res) = authorize(&overlay, &name, &headers) {
         return res;
     }
-    match overlay.cues(&name, None) {
+    // The lock may be held across a commit: wait for it off the async workers.
+    let o = overlay.clone();
+    match blocking(move || o.cues(&name, None)).await {
         Ok((cues, t)) => Json(json!({
             "cues": cues.iter().map(|c| view(c, t.as_ref())).collect::<Vec<_>>(),
             "live_edge": edge_json(t.as_ref()),
@@ -263,7 +265,8 @@ async fn one(
     if let Err(res) = authorize(&overlay, &name, &headers) {
         return res;
     }
-    match overlay.cues(&name, Some(&id)) {
+    let o = overlay.clone();
+    match blocking(move || o.cues(&name, Some(&id))).await {
         Ok((cues, t)) => match cues.first() {
             Some(c) => Json(view(c, t.as_ref())).into_response(),
             None => OpError::Cancel(CancelError::Unknown).into_response(),
