@@ -128,6 +128,10 @@ impl Fixture {
     }
 
     fn try_open(dir: &Path, live: bool) -> anyhow::Result<Self> {
+        Self::with_config(config(dir), live)
+    }
+
+    fn with_config(cfg: Config, live: bool) -> anyhow::Result<Self> {
         let registry = Registry::default();
         let rendition = live.then(live_rendition);
         let (tx, rx) = watch::channel(snapshot(rendition.as_ref()));
@@ -135,7 +139,7 @@ impl Fixture {
         let clock = Arc::new(AtomicI64::new((PDT0_MS + 500) * 1000));
         let c = Arc::clone(&clock);
         let overlay = Overlay::open(
-            &config(dir),
+            &cfg,
             registry.clone(),
             Arc::new(move || WallTime(c.load(Ordering::SeqCst))),
         )?;
@@ -505,6 +509,21 @@ async fn cancel_before_air_only() {
         2,
         "a and the opening stage"
     );
+    // After a restart the aired cue is still aired, in the same part, and in
+    // the playlist window.
+    drop(f);
+    let f = Fixture::open(dir.path(), true);
+    let (_, v) = f.authed("GET", "/api/v1/streams/show/cues/a").await;
+    assert_eq!(
+        (v["state"].as_str(), v["part"].clone()),
+        (Some("aired"), json!({"msn": 10, "part": 1}))
+    );
+    assert_eq!(
+        f.overlay
+            .dateranges("show", WallTime::from_millis(PDT0_MS))
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -799,4 +818,43 @@ async fn sustained_cue_rate() {
         f64::from(n) / secs
     );
     assert_eq!(f.cue_ids().await.len(), 2 * n as usize + 1);
+}
+
+#[tokio::test]
+async fn shopify_inventory_levels_drive_an_inventory_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    let drop = &mut cfg.streams.get_mut("show").unwrap().drops[0];
+    drop.source = gateway::overlay::settings::DropSource::InventoryLevels;
+    drop.products = vec![DropProductSettings {
+        product_id: "cap".into(),
+        inventory_item_id: Some("49306538000449".into()),
+        stock: 100,
+    }];
+    drop.stages[1] = StageSettings {
+        label: "under 50".into(),
+        at_most: Some(49),
+    };
+    let f = Fixture::with_config(cfg, true).unwrap();
+    let body = fixture("shopify/inventory_levels_update.json");
+    let sig = base64::engine::general_purpose::STANDARD.encode(hmac(&[&body]));
+    let headers = [
+        ("x-shopify-hmac-sha256", sig.as_str()),
+        ("x-shopify-topic", "inventory_levels/update"),
+        ("x-shopify-webhook-id", "inv-delivery-1"),
+    ];
+    let (s, v) = f.hook("shopify", &headers, &body).await;
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{v}"
+    );
+    let (_, v) = f
+        .authed("GET", "/api/v1/streams/show/cues/drop-7.stage-1")
+        .await;
+    // 37 available: "under 50" is revealed, the count is not.
+    assert_eq!(
+        v["payload"],
+        json!({"drop": "drop-7", "stage": "under 50", "index": 1})
+    );
 }
