@@ -858,3 +858,23 @@ async fn shopify_inventory_levels_drive_an_inventory_drop() {
         json!({"drop": "drop-7", "stage": "under 50", "index": 1})
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_record_is_a_startup_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Fixture::open(dir.path(), true));
+    {
+        let db = redb::Database::create(dir.path().join("overlay.redb")).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<(&str, u32), &str> =
+                redb::TableDefinition::new("cues");
+            let mut t = tx.open_table(table).unwrap();
+            t.insert(("show", 999), "not json").unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = Fixture::try_open(dir.path(), true).err().unwrap();
+    let text = format!("{err:#}");
+    assert!(text.contains("cues/show/999"), "{text}");
+}
