@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::overlay::settings::{DropSettings, OfferConfig, StorageConfig, WebhookConfig};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -35,6 +37,10 @@ pub struct Config {
     pub srtla: SrtlaConfig,
     /// Per-stream settings, by stream name.
     pub streams: BTreeMap<String, StreamConfig>,
+    /// The commerce overlay's durable store.
+    pub storage: StorageConfig,
+    pub webhooks: WebhookConfig,
+    pub offers: OfferConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -170,6 +176,14 @@ impl Default for SrtlaConfig {
 pub struct StreamConfig {
     /// SRT passphrase (10–79 characters) the publisher must use.
     pub passphrase: Option<String>,
+    /// File holding the bearer token of this stream's cue API; or
+    /// `DROPLINE_STREAM_<NAME>_API_TOKEN`. Without one the API answers 404.
+    pub api_token_file: Option<PathBuf>,
+    /// From `DROPLINE_STREAM_<NAME>_API_TOKEN` (env only, never printed).
+    #[serde(skip)]
+    pub api_token: Option<String>,
+    /// Drops with staged stock reveals (`[[streams.NAME.drops]]`).
+    pub drops: Vec<DropSettings>,
 }
 
 impl fmt::Debug for StreamConfig {
@@ -179,7 +193,9 @@ impl fmt::Debug for StreamConfig {
                 "passphrase",
                 &self.passphrase.as_ref().map(|_| "<redacted>"),
             )
-            .finish()
+            .field("api_token_file", &self.api_token_file)
+            .field("drops", &self.drops)
+            .finish_non_exhaustive()
     }
 }
 
@@ -255,6 +271,11 @@ impl Config {
                 self.srtla.registration_timeout_ms = num(value).map_err(bad)?;
             }
             "SRTLA_LINK_TIMEOUT_MS" => self.srtla.link_timeout_ms = num(value).map_err(bad)?,
+            "STORAGE_DATA_DIR" => self.storage.data_dir = PathBuf::from(value),
+            "WEBHOOK_SHOPIFY_SECRET" => self.webhooks.shopify_secret = Some(value.to_owned()),
+            "WEBHOOK_STRIPE_SECRET" => self.webhooks.stripe_secret = Some(value.to_owned()),
+            "WEBHOOK_PLAIN_SECRET" => self.webhooks.plain_secret = Some(value.to_owned()),
+            "OFFER_KEY" => self.offers.key = Some(value.to_owned()),
             _ => {
                 if let Some(stream) = key
                     .strip_prefix("STREAM_")
@@ -264,6 +285,14 @@ impl Config {
                         .entry(stream.to_ascii_lowercase())
                         .or_default()
                         .passphrase = Some(value.to_owned());
+                } else if let Some(stream) = key
+                    .strip_prefix("STREAM_")
+                    .and_then(|k| k.strip_suffix("_API_TOKEN"))
+                {
+                    self.streams
+                        .entry(stream.to_ascii_lowercase())
+                        .or_default()
+                        .api_token = Some(value.to_owned());
                 }
             }
         }
@@ -514,6 +543,7 @@ mod tests {
             "x".into(),
             StreamConfig {
                 passphrase: Some("short".into()),
+                ..StreamConfig::default()
             },
         );
         assert!(cfg.validate().is_err());

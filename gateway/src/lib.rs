@@ -5,4 +5,5 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod media;
+pub mod overlay;
 pub mod stream;

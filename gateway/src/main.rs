@@ -12,10 +12,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::http::{AppState, router};
+use gateway::http::{AppState, router_with};
 use gateway::ingest::srt::SrtIngest;
 use gateway::ingest::srtla;
 use gateway::media::TestSource;
+use gateway::overlay::Overlay;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
 use gateway::stream::task::StreamSettings;
@@ -150,10 +151,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => tokio::sync::watch::channel(Arc::default()).1,
     };
 
-    let app = router(AppState {
-        registry,
-        web_root: cfg.http.web_root.clone(),
-    })
+    // Opened before the ready line: a bad store stops startup with its reason.
+    let api = if gateway::overlay::settings::enabled(&cfg) {
+        let overlay = Overlay::open(
+            &cfg,
+            registry.clone(),
+            Arc::new(gateway::stream::task::wall_now),
+        )
+        .context("opening the commerce overlay")?;
+        gateway::overlay::api::router(overlay)
+    } else {
+        axum::Router::new()
+    };
+    let app = router_with(
+        AppState {
+            registry,
+            web_root: cfg.http.web_root.clone(),
+        },
+        api,
+    )
     .merge(srtla::api::router(srtla_stats));
     let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
     let https_task = match https {

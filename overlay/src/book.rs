@@ -611,3 +611,6 @@ fn fingerprint(r: &CueRequest) -> [u8; 32] {
 #[cfg(test)]
 #[path = "book_tests.rs"]
 mod tests;
+
+#[path = "book_restore.rs"]
+mod restore;

@@ -31,6 +31,12 @@ pub struct AppState {
 
 /// The whole HTTP surface; tests drive it with `tower::ServiceExt::oneshot`.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The HTTP surface plus `api` (the overlay's routes, `crate::overlay::api`),
+/// under the same layers.
+pub fn router_with(state: AppState, api: Router) -> Router {
     // Players are often served from another origin than the media.
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -48,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         )
         // The demo page and its scripts; `/` is `index.html`.
         .fallback_service(ServeDir::new(&state.web_root))
+        .with_state(state)
+        .merge(api)
         // Appendix B: playlists compress well (gzip when the client accepts
         // it); media is already compressed and is sent as is.
         .layer(
@@ -60,7 +68,6 @@ pub fn router(state: AppState) -> Router {
         // (`RUST_LOG=tower_http=debug`): what reached the origin, e.g.
         // behind a cache.
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 async fn server_header(mut res: axum::response::Response) -> axum::response::Response {

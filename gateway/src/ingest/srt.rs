@@ -393,6 +393,7 @@ mod tests {
             "show".into(),
             StreamConfig {
                 passphrase: pass.map(str::to_owned),
+                ..StreamConfig::default()
             },
         );
         c
