@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::http::{AppState, router};
+use gateway::http::{AppState, PlaylistCache, router};
 use gateway::ingest::srt::SrtIngest;
 use gateway::media::TestSource;
 use gateway::stream::hub::Hub;
@@ -117,6 +117,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = router(AppState {
         registry,
         web_root: cfg.http.web_root.clone(),
+        playlists: PlaylistCache::default(),
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
-use gateway::http::{AppState, router};
+use gateway::http::{AppState, PlaylistCache, router};
 use gateway::stream::registry::Registry;
 use gateway::stream::{StreamSnapshot, VariantInfo};
 use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
@@ -48,6 +48,7 @@ impl Fixture {
         let app = router(AppState {
             registry,
             web_root: std::env::temp_dir(),
+            playlists: PlaylistCache::default(),
         });
         Self {
             app,

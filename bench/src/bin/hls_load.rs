@@ -25,7 +25,6 @@ use bench::stats::Summary;
 use bench::ts::{self, Packing, Source};
 use bench::{publish, sys};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 
 const STREAM: &str = "load";
 /// The gateway runs here, and so does nginx; the benchmark uses the other core.
@@ -215,7 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("temporary directory")?;
     let ticks = sys::clock_ticks()?;
     // Long enough for the longest single publication.
-    let per_phase = 25 + u64::from(args.parts) * 200 / 1000;
+    let per_phase = 40 + u64::from(args.parts) * 200 / 1000;
     let phases = args.clients.len() as u64 * args.protocols.len() as u64;
     let load_secs = 2 * args.warmup_segments + 10 + per_phase * phases;
     let secs = load_secs.max(args.memory_secs + 10);
@@ -284,16 +283,8 @@ fn with_log<T>(r: anyhow::Result<T>, log: &Path) -> anyhow::Result<T> {
     r
 }
 
-/// The gateway pinned to the server core with one tokio worker, and a publisher.
-async fn start_gateway(
-    log: &Path,
-    src: &Arc<Source>,
-    streams: usize,
-) -> anyhow::Result<(
-    Gateway,
-    Arc<AtomicBool>,
-    Vec<JoinHandle<anyhow::Result<()>>>,
-)> {
+/// The gateway pinned to the server core with one tokio worker.
+async fn start_gateway(log: &Path) -> anyhow::Result<Gateway> {
     // tokio reads TOKIO_WORKER_THREADS for the gateway's multi-thread runtime.
     let env = [
         ("TOKIO_WORKER_THREADS", "1".to_owned()),
@@ -302,36 +293,68 @@ async fn start_gateway(
             SRT_LATENCY.as_millis().to_string(),
         ),
     ];
-    let gw = Gateway::start(log, &env, Some(SERVER_CPU)).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut publishers = Vec::new();
-    for i in 0..streams {
-        let name = if streams == 1 {
-            STREAM.to_owned()
-        } else {
-            format!("{STREAM}{i}")
-        };
-        let sock = publish::call(gw.srt, &format!("publish:{name}"), SRT_LATENCY).await?;
-        let (src, stop) = (Arc::clone(src), Arc::clone(&stop));
-        publishers.push(tokio::spawn(async move {
-            publish::real_time(sock, None, &src, &stop, 0).await?;
-            Ok(())
-        }));
-    }
-    Ok((gw, stop, publishers))
+    Gateway::start(log, &env, Some(SERVER_CPU)).await
 }
 
-async fn stop_gateway(
-    mut gw: Gateway,
-    stop: &AtomicBool,
-    publishers: Vec<JoinHandle<anyhow::Result<()>>>,
-) -> anyhow::Result<()> {
-    stop.store(true, Ordering::SeqCst);
-    for p in publishers {
-        p.await.context("publisher task")??;
+/// Publishers of `streams` streams, on their own thread and runtime so that
+/// thousands of clients on the benchmark's runtime cannot starve SRT.
+struct Publishers {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Publishers {
+    fn start(srt: SocketAddr, src: &Arc<Source>, streams: usize) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (src, flag) = (Arc::clone(src), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("publishers".to_owned())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("publisher runtime")?;
+                rt.block_on(async move {
+                    let mut tasks = Vec::new();
+                    for i in 0..streams {
+                        let name = if streams == 1 {
+                            STREAM.to_owned()
+                        } else {
+                            format!("{STREAM}{i}")
+                        };
+                        let sid = format!("publish:{name}");
+                        let sock = publish::call(srt, &sid, SRT_LATENCY).await?;
+                        let (src, stop) = (Arc::clone(&src), Arc::clone(&flag));
+                        tasks.push(tokio::spawn(async move {
+                            publish::real_time(sock, None, &src, &stop, 0)
+                                .await
+                                .with_context(|| format!("publisher of {name}"))
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.context("publisher task")??;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .context("publisher thread")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
-    gw.stop().await;
-    Ok(())
+
+    /// Stops publishing; an SRT connection lost on the way is reported.
+    async fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            match tokio::task::spawn_blocking(move || t.join()).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => eprintln!("warning: {e:#}"),
+                _ => eprintln!("warning: the publisher thread failed"),
+            }
+        }
+    }
 }
 
 /// What the probe player saw.
@@ -844,7 +867,8 @@ async fn gateway_run(
     log: &Path,
     ticks: u64,
 ) -> anyhow::Result<Vec<Phase>> {
-    let (gw, stop, publishers) = start_gateway(log, src, 1).await?;
+    let mut gw = start_gateway(log).await?;
+    let publishers = Publishers::start(gw.srt, src, 1)?;
     let pid = gw.pid().context("gateway pid")?;
     eprintln!(
         "gateway {}: pid {pid} on core {SERVER_CPU}, http={}; waiting for segment {}",
@@ -860,14 +884,29 @@ async fn gateway_run(
     let mut out = Vec::new();
     for &n in &args.clients {
         let target = Target::Gateway { probe: &probe };
-        let (mut p, logs) = phase(args, &target, gw.http, pid, proto, n, rss_idle, ticks).await?;
-        let probe_answers = probe.with(|s| s.answers.clone())?;
-        p.spread = spread(&logs, &probe_answers)?;
-        p.body_bytes = probe.with(|s| s.playlist_bytes)?;
-        out.push(p);
+        let measured = async {
+            let (mut p, logs) =
+                phase(args, &target, gw.http, pid, proto, n, rss_idle, ticks).await?;
+            let probe_answers = probe.with(|s| s.answers.clone())?;
+            p.spread = spread(&logs, &probe_answers)?;
+            p.body_bytes = probe.with(|s| s.playlist_bytes)?;
+            anyhow::Ok(p)
+        };
+        match measured.await {
+            Ok(p) => {
+                eprintln!("{}", row(&p));
+                out.push(p);
+            }
+            // The figures of the phases before stay; the gateway's log says more.
+            Err(e) => {
+                eprintln!("gateway {} N={n}: phase failed: {e:#}", proto.name());
+                break;
+            }
+        }
     }
     probe.stop();
-    stop_gateway(gw, &stop, publishers).await?;
+    publishers.stop().await;
+    gw.stop().await;
     Ok(out)
 }
 
@@ -946,7 +985,8 @@ async fn nginx_run(
     let most = args.clients.iter().max().copied().unwrap_or(0);
     let mut nginx = Nginx::start(dir, &root, most).await?;
     let pid = nginx.child.id().context("nginx pid")?;
-    let (gw, stop, publishers) = start_gateway(log, src, 1).await?;
+    let mut gw = start_gateway(log).await?;
+    let publishers = Publishers::start(gw.srt, src, 1)?;
     let (notes, _) = watch::channel(None);
     let mut probe = Probe::start(
         gw.http,
@@ -972,26 +1012,40 @@ async fn nginx_run(
         };
         for &n in &args.clients {
             let target = Target::Nginx { notes: &notes };
-            let (mut p, logs) = phase(args, &target, addr, pid, proto, n, rss_idle, ticks).await?;
-            let written = probe.with(|s| s.written.clone())?;
-            p.spread = spread(&logs, &[])?;
-            let at: HashMap<u64, Instant> = written.into_iter().collect();
-            let after: Vec<u64> = logs
-                .iter()
-                .flatten()
-                .filter_map(|(seq, t)| Some(us(t.saturating_duration_since(*at.get(seq)?))))
-                .collect();
-            p.after_write = if after.is_empty() {
-                None
-            } else {
-                Some(Summary::of(after)?)
+            let measured = async {
+                let (mut p, logs) =
+                    phase(args, &target, addr, pid, proto, n, rss_idle, ticks).await?;
+                let written = probe.with(|s| s.written.clone())?;
+                p.spread = spread(&logs, &[])?;
+                let at: HashMap<u64, Instant> = written.into_iter().collect();
+                let after: Vec<u64> = logs
+                    .iter()
+                    .flatten()
+                    .filter_map(|(seq, t)| Some(us(t.saturating_duration_since(*at.get(seq)?))))
+                    .collect();
+                p.after_write = if after.is_empty() {
+                    None
+                } else {
+                    Some(Summary::of(after)?)
+                };
+                p.body_bytes = probe.with(|s| s.part_bytes)?;
+                anyhow::Ok(p)
             };
-            p.body_bytes = probe.with(|s| s.part_bytes)?;
-            out.push(p);
+            match measured.await {
+                Ok(p) => {
+                    eprintln!("{}", row(&p));
+                    out.push(p);
+                }
+                Err(e) => {
+                    eprintln!("nginx {} N={n}: phase failed: {e:#}", proto.name());
+                    break;
+                }
+            }
         }
     }
     probe.stop();
-    stop_gateway(gw, &stop, publishers).await?;
+    publishers.stop().await;
+    gw.stop().await;
     let _ = nginx.child.start_kill();
     let _ = nginx.child.wait().await;
     Ok(out)
@@ -1017,13 +1071,11 @@ async fn memory_run(args: &Args, src: &Arc<Source>, dir: &Path) -> anyhow::Resul
         );
         let log = dir.join(format!("gateway-memory-{streams}.log"));
         // An idle gateway first: its RSS before anything is published.
-        let (gw, stop, publishers) = with_log(start_gateway(&log, src, 0).await, &log)?;
+        let mut gw = with_log(start_gateway(&log).await, &log)?;
         let pid = gw.pid().context("gateway pid")?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         empty = sys::rss_bytes(pid)?;
-        stop_gateway(gw, &stop, publishers).await?;
-        let (gw, stop, publishers) = with_log(start_gateway(&log, src, streams).await, &log)?;
-        let pid = gw.pid().context("gateway pid")?;
+        let publishers = Publishers::start(gw.srt, src, streams)?;
         let t0 = Instant::now();
         let mut samples = Vec::new();
         let mut next = 5;
@@ -1032,7 +1084,8 @@ async fn memory_run(args: &Args, src: &Arc<Source>, dir: &Path) -> anyhow::Resul
             samples.push((next, sys::rss_bytes(pid)?));
             next += 5;
         }
-        stop_gateway(gw, &stop, publishers).await?;
+        publishers.stop().await;
+        gw.stop().await;
         series.push(samples);
     }
     let many = series.pop().unwrap_or_default();
@@ -1043,6 +1096,30 @@ async fn memory_run(args: &Args, src: &Arc<Source>, dir: &Path) -> anyhow::Resul
         many,
         empty,
     })
+}
+
+/// One line of the results table.
+fn row(p: &Phase) -> String {
+    let s = p.spread;
+    let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v / 1000.0));
+    format!(
+        "{:<8} {:<3} {:>6} {:>6} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>9.1} {:>6.0} {:>6.0} {:>9.0} {:>7}",
+        p.server.name(),
+        p.proto.name(),
+        p.clients,
+        p.ready,
+        p.answers,
+        p.errors,
+        f(s.map(|s| s.p50)),
+        f(s.map(|s| s.p90)),
+        f(s.map(|s| s.p99)),
+        f(s.map(|s| s.max)),
+        p.cpu_per_answer_us,
+        p.server_cpu * 100.0,
+        p.client_cpu * 100.0,
+        p.bytes_per_client(),
+        p.body_bytes
+    )
 }
 
 fn report(
@@ -1084,25 +1161,7 @@ fn report(
     let mut rows = Vec::new();
     for p in phases {
         let s = p.spread;
-        let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v / 1000.0));
-        println!(
-            "{:<8} {:<3} {:>6} {:>6} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>9.1} {:>6.0} {:>6.0} {:>9.0} {:>7}",
-            p.server.name(),
-            p.proto.name(),
-            p.clients,
-            p.ready,
-            p.answers,
-            p.errors,
-            f(s.map(|s| s.p50)),
-            f(s.map(|s| s.p90)),
-            f(s.map(|s| s.p99)),
-            f(s.map(|s| s.max)),
-            p.cpu_per_answer_us,
-            p.server_cpu * 100.0,
-            p.client_cpu * 100.0,
-            p.bytes_per_client(),
-            p.body_bytes
-        );
+        println!("{}", row(p));
         rows.push(serde_json::json!({
             "server": p.server.name(),
             "proto": p.proto.name(),

@@ -5,6 +5,7 @@
 //! `packager::blocking`, and every wait has a deadline (3 × target duration).
 
 mod hls;
+mod playlist_cache;
 mod web;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Pr
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+pub use self::playlist_cache::PlaylistCache;
 use crate::stream::registry::Registry;
 
 /// What the handlers share.
@@ -24,6 +26,8 @@ use crate::stream::registry::Registry;
 pub struct AppState {
     pub registry: Registry,
     pub web_root: PathBuf,
+    /// Media playlists rendered once per snapshot for all blocked readers.
+    pub playlists: PlaylistCache,
 }
 
 /// The whole HTTP surface; tests drive it with `tower::ServiceExt::oneshot`.

@@ -63,3 +63,61 @@ fn render(r: &RenditionSnapshot, skip: Option<Skip>) -> String {
         None => render_media_playlist(r, &opts),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
+    use packager::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
+
+    use super::*;
+
+    fn part(seq: u64, index: u32) -> Part {
+        Part {
+            seq: PartSeq(seq),
+            index: PartIndex(index),
+            duration: MediaTime::from_millis(500),
+            independent: index == 0,
+            data: Bytes::from(vec![1; 4]),
+        }
+    }
+
+    #[test]
+    fn one_rendering_per_snapshot_and_skip_value() {
+        let params = PlaylistParams {
+            target_duration_secs: 1,
+            part_target: MediaTime::from_millis(500),
+        };
+        let mut r = Rendition::new(params, Bytes::from_static(b"init"), Retention::default());
+        let open = OpenSegment {
+            msn: Msn(0),
+            start: MediaTime::ZERO,
+            program_date_time: WallTime::from_millis(0),
+            discontinuity: false,
+            init: InitId(0),
+            parts: Vec::new(),
+        };
+        r.push_part(Some(open), part(0, 0));
+        let cache = PlaylistCache::default();
+        let first = Arc::new(r.snapshot().clone());
+        let full = cache.media_playlist(&first, None);
+        assert_eq!(full, render(&first, None));
+        // The same bytes, not a second rendering.
+        assert_eq!(cache.media_playlist(&first, None).as_ptr(), full.as_ptr());
+        let delta = cache.media_playlist(&first, Some(Skip::Yes));
+        assert_eq!(delta, render(&first, Some(Skip::Yes)));
+
+        r.push_part(None, part(1, 1));
+        let second = Arc::new(r.snapshot().clone());
+        let next = cache.media_playlist(&second, None);
+        assert_eq!(next, render(&second, None));
+        assert_ne!(next, full);
+        // Snapshots nobody holds are forgotten when a new one is cached.
+        drop(first);
+        r.push_part(None, part(2, 2));
+        let third = Arc::new(r.snapshot().clone());
+        cache.media_playlist(&third, None);
+        assert_eq!(cache.entries.lock().unwrap().len(), 2);
+    }
+}
