@@ -25,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 GOLDEN_CHECK := fixtures/golden/playlist/check_m3u8.py
 
-.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench
+.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench bench-load
 
 help:
 	@echo "make run    build and serve the demo test pattern on http://localhost:8080/?stream=$(DEMO_STREAM)"
@@ -33,6 +33,7 @@ help:
 	@echo "make build  cargo build --workspace --all-targets"
 	@echo "make deps   install missing Debian packages, web/node_modules and Python m3u8"
 	@echo "make bench  part-latency benchmark"
+	@echo "make bench-load  N blocked players on one core vs nginx, and memory per stream"
 
 ## deps: idempotent; does nothing when everything is already installed.
 deps: deps-apt deps-node deps-python
@@ -103,6 +104,13 @@ e2e: deps-node
 bench: deps-apt
 	$(CARGO) build --release -p gateway
 	$(CARGO) run --release -p bench --bin part-latency -- $(BENCH_ARGS)
+
+## bench-load: 1k and 10k blocked players (HTTP/1.1, HTTP/2) on a gateway pinned to core 0, the
+## same parts from nginx, and RSS per stream (about 8 min; see bench/README.md). Needs 2 cores and
+## an open-file hard limit above 10k. `make bench-load LOAD_ARGS="--clients 1000 --runs gateway"`.
+bench-load: deps-apt
+	$(CARGO) build --release -p gateway -p bench
+	target/release/hls-load $(LOAD_ARGS)
 
 ## fuzz: libFuzzer targets in fuzz/ (cargo-fuzz; its -Z flags run on stable rustc through
 ## RUSTC_BOOTSTRAP=1, set for these commands only). Each target starts from its committed seeds

@@ -1,13 +1,19 @@
 //! Benchmarks for dropline; see `bench/README.md`.
 //!
-//! The library holds the pieces the benchmark binaries share: a TS reader that
-//! plays publisher, an LL-HLS playlist reader and a CMAF reader that play
-//! player, a minimal HTTP/1.1 client and latency summaries.
+//! The library holds the pieces the benchmark binaries share: the gateway
+//! process, a generated source, a TS reader and a real-time SRT publisher
+//! that play publisher, an LL-HLS playlist reader and a CMAF reader that play
+//! player, HTTP clients, `/proc` readings and latency summaries.
 #![forbid(unsafe_code)]
 
 pub mod fmp4;
+pub mod gateway;
 pub mod http1;
+pub mod load_client;
 pub mod playlist;
 pub mod srtla_sender;
+pub mod publish;
+pub mod source;
 pub mod stats;
+pub mod sys;
 pub mod ts;

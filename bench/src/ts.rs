@@ -13,6 +13,8 @@ pub const TS_PACKET: usize = 188;
 /// SRT's customary payload: seven TS packets (1316 bytes).
 pub const PACKETS_PER_DATAGRAM: usize = 7;
 const SYNC: u8 = 0x47;
+/// MPEG-TS timestamps tick at 90 kHz.
+pub const TICKS_PER_SEC: i64 = 90_000;
 /// ISO/IEC 13818-1 Table 2-34: AVC video stream.
 const STREAM_TYPE_H264: u8 = 0x1b;
 const PTS_WRAP: i64 = 1 << 33;

@@ -164,10 +164,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         axum::Router::new()
     };
     let app = router_with(
-        AppState {
-            registry,
-            web_root: cfg.http.web_root.clone(),
-        },
+        AppState::new(registry, cfg.http.web_root.clone()),
         api,
     )
     .merge(srtla::api::router(srtla_stats));

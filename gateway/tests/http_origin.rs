@@ -46,10 +46,7 @@ impl Fixture {
             target_duration_secs: 2,
             part_target: MediaTime::from_millis(500),
         };
-        let app = router(AppState {
-            registry,
-            web_root: std::env::temp_dir(),
-        });
+        let app = router(AppState::new(registry, std::env::temp_dir()));
         Self {
             app,
             tx,

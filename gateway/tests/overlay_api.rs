@@ -145,10 +145,7 @@ impl Fixture {
             Arc::new(move || WallTime(c.load(Ordering::SeqCst))),
         )?;
         let app = router_with(
-            AppState {
-                registry,
-                web_root: std::env::temp_dir(),
-            },
+            AppState::new(registry, std::env::temp_dir()),
             api::router(overlay.clone()),
         );
         Ok(Self {

@@ -11,25 +11,25 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use bench::fmp4::{self, VideoTrack};
+use bench::gateway::{self, Gateway};
 use bench::http1::Client;
 use bench::playlist::{self, PartEntry};
+use bench::source::{self, SourceSpec};
 use bench::stats::Summary;
-use bench::ts::{self, Packing, Source};
-use futures::{SinkExt, StreamExt};
-use srt_tokio::{SrtListener, SrtSocket};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use bench::ts::{self, Packing, Source, TICKS_PER_SEC};
+use bench::{publish, sys};
+use futures::StreamExt;
+use srt_tokio::SrtListener;
 use tokio::net::UdpSocket;
 
 const STREAM: &str = "bench";
-const TICKS_PER_SEC: i64 = 90_000;
 /// The gateway's default PART-TARGET; the source is sized for parts this long.
 const PART_TARGET_MS: u64 = 200;
 /// Media beyond warm-up + N parts, in case some parts cannot be measured.
@@ -142,10 +142,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         + SPARE_SECS;
     let ts_path = dir.path().join("source.ts");
     let t0 = Instant::now();
-    generate_source(&ts_path, media_secs, &args.preset).await?;
+    let spec = SourceSpec {
+        secs: media_secs,
+        size: "640x360",
+        preset: args.preset.clone(),
+        video_kbps: None,
+    };
+    source::generate(&ts_path, &spec).await?;
     let ts_bytes = tokio::fs::read(&ts_path).await.context("read source")?;
     let src = Arc::new(ts::packetize(&ts_bytes, args.packing)?);
-    let frame_ticks = check_source(&src)?;
+    let frame_ticks = source::frame_ticks(&src)?;
     eprintln!(
         "source: {media_secs} s, {} frames, {} datagrams ({:.1} Mb/s), generated in {:.1} s",
         src.frames.len(),
@@ -154,20 +160,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    let load_before = load_average();
+    let load_before = sys::load_average();
     let log_path = dir.path().join("gateway.log");
-    let mut gateway = Gateway::start(&log_path, args.srt_latency).await?;
+    let env = [
+        (
+            "DROPLINE_SRT_LATENCY_MS",
+            args.srt_latency.as_millis().to_string(),
+        ),
+        ("DROPLINE_HLS_PART_TARGET_MS", PART_TARGET_MS.to_string()),
+        ("DROPLINE_HLS_SEGMENT_DURATION_MS", "2000".to_owned()),
+    ];
+    let mut gateway = Gateway::start(&log_path, &env, None).await?;
     eprintln!("gateway: srt={} http={}", gateway.srt, gateway.http);
 
     let result = measure(&args, &src, frame_ticks, &gateway).await;
     gateway.stop().await;
-    let warnings = std::fs::read_to_string(&log_path)
-        .map(|l| {
-            l.lines()
-                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .count()
-        })
-        .unwrap_or(0);
+    let warnings = gateway::log_warnings(&log_path);
     if args.keep {
         let kept = dir.keep();
         eprintln!("kept {}", kept.display());
@@ -175,141 +183,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let run = match result {
         Ok(r) => r,
         Err(e) => {
-            if let Ok(log) = std::fs::read_to_string(&log_path) {
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                eprintln!("gateway log (last lines):");
-                for l in tail.iter().rev() {
-                    eprintln!("  {l}");
-                }
+            eprintln!("gateway log (last lines):");
+            for l in gateway::log_tail(&log_path, 20) {
+                eprintln!("  {l}");
             }
             return Err(e);
         }
     };
-    let load = (load_before, load_average());
+    let load = (load_before, sys::load_average());
     report(&args, &src, frame_ticks, &run, warnings, load)
-}
-
-/// The 1-minute load average: the benchmark shares the cores with the gateway
-/// and with whatever else runs, which moves the tail.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// Encodes the test source: testsrc2 640×360 30 fps, H.264 with a keyframe
-/// every 30 frames and no B-frames, AAC 48 kHz stereo.
-async fn generate_source(out: &Path, secs: u64, preset: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &secs.to_string(), "-map", "0:v", "-map", "1:a"])
-        .args(["-c:v", "libx264", "-preset", preset, "-tune", "zerolatency"])
-        .args([
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-        ])
-        .args(["-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k"])
-        .args(["-f", "mpegts"])
-        .arg(out)
-        .kill_on_drop(true)
-        .status()
-        .await
-        .context("run ffmpeg (is it installed?)")?;
-    ensure!(status.success(), "ffmpeg failed: {status}");
-    Ok(())
-}
-
-/// The source must be evenly spaced frames; returns the frame duration (90 kHz).
-fn check_source(src: &Source) -> anyhow::Result<i64> {
-    let d: Vec<i64> = src.frames.windows(2).map(|w| w[1].dts - w[0].dts).collect();
-    let first = *d.first().context("source has fewer than two frames")?;
-    ensure!(
-        first > 0 && d.iter().all(|x| *x == first),
-        "source frames are not evenly spaced"
-    );
-    Ok(first)
-}
-
-/// The gateway process; killed when dropped.
-struct Gateway {
-    child: tokio::process::Child,
-    srt: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Gateway {
-    async fn start(log: &Path, srt_latency: Duration) -> anyhow::Result<Self> {
-        let bin = std::env::var_os("DROPLINE_BIN").map_or_else(
-            // The workspace's target directory, wherever this is run from.
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/dropline"),
-            PathBuf::from,
-        );
-        let log_file = std::fs::File::create(log).context("gateway log file")?;
-        let mut child = tokio::process::Command::new(&bin)
-            .args([
-                "serve",
-                "--srt-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .env(
-                "DROPLINE_SRT_LATENCY_MS",
-                srt_latency.as_millis().to_string(),
-            )
-            .env("DROPLINE_HLS_PART_TARGET_MS", PART_TARGET_MS.to_string())
-            .env("DROPLINE_HLS_SEGMENT_DURATION_MS", "2000")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "start {} (build it: cargo build --release -p gateway)",
-                    bin.display()
-                )
-            })?;
-        let stdout = child.stdout.take().context("gateway stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("gateway did not print its ready line within 30 s")??
-            .context("gateway exited before its ready line")?;
-        let addr = |key: &str| -> anyhow::Result<SocketAddr> {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .with_context(|| format!("no {key} in {line:?}"))?
-                .parse()
-                .with_context(|| format!("bad {key} in {line:?}"))
-        };
-        ensure!(
-            line.starts_with("dropline ready "),
-            "unexpected first line {line:?}"
-        );
-        let (srt, http) = (addr("srt=")?, addr("http=")?);
-        // Drain stdout so that the gateway never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, srt, http })
-    }
-
-    async fn stop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-    }
 }
 
 /// What a run recorded.
@@ -328,18 +210,7 @@ async fn measure(
     frame_ticks: i64,
     gw: &Gateway,
 ) -> anyhow::Result<Run> {
-    let call = |addr: SocketAddr, sid: &'static str| {
-        let latency = args.srt_latency;
-        async move {
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                SrtSocket::builder().latency(latency).call(addr, Some(sid)),
-            )
-            .await
-            .with_context(|| format!("SRT call to {addr} timed out"))?
-            .with_context(|| format!("SRT call to {addr}"))
-        }
-    };
+    let call = |addr: SocketAddr, sid: &'static str| publish::call(addr, sid, args.srt_latency);
     let publisher = call(gw.srt, "publish:bench").await?;
 
     let mut baseline = None;
@@ -404,7 +275,7 @@ async fn measure(
         Some((c, r)) => (Some(c), Some(r)),
         None => (None, None),
     };
-    let published = publish(publisher, twin, src, &stop).await;
+    let published = publish::real_time(publisher, twin, src, &stop, TAIL_FRAMES).await;
     source_done.store(true, Ordering::SeqCst);
     let player = tokio::task::spawn_blocking(move || player.join())
         .await
@@ -455,65 +326,6 @@ async fn srt_alone(
         return None;
     }
     Some((sent, got.into_iter().map(|g| g.0).collect()))
-}
-
-type Published = (Vec<Instant>, Option<Vec<Instant>>);
-
-/// Sends the source in real time: each datagram at its frame's decode time
-/// after the start. Returns when each datagram was handed to SRT.
-async fn publish(
-    mut sock: SrtSocket,
-    mut twin: Option<SrtSocket>,
-    src: &Source,
-    stop: &AtomicBool,
-) -> anyhow::Result<Published> {
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let first_dts = src.frames.first().map_or(0, |f| f.dts);
-    let mut sent = Vec::with_capacity(src.datagrams.len());
-    let mut twin_sent = twin
-        .as_ref()
-        .map(|_| Vec::with_capacity(src.datagrams.len()));
-    let mut due_frame = usize::MAX;
-    // After the player has enough, a few more frames go out so that every
-    // measured part's next frame has a send time.
-    let mut last_frame = usize::MAX;
-    for d in &src.datagrams {
-        if d.send_frame != due_frame {
-            if last_frame == usize::MAX && stop.load(Ordering::SeqCst) {
-                last_frame = d.send_frame + TAIL_FRAMES;
-            }
-            if d.send_frame > last_frame {
-                break;
-            }
-            due_frame = d.send_frame;
-            let dts = src.frames.get(due_frame).map_or(first_dts, |f| f.dts);
-            let offset = Duration::from_nanos(u64::try_from(
-                (dts - first_dts) * 1_000_000_000 / TICKS_PER_SEC,
-            )?);
-            tokio::time::sleep_until(start + offset).await;
-        }
-        // The SRT source time is the moment of handing over: the receiver
-        // releases the packet one SRT latency after it.
-        let now = Instant::now();
-        sock.send((now, d.data.clone()))
-            .await
-            .context("SRT send to the gateway")?;
-        sent.push(now);
-        if let (Some(t), Some(ts)) = (twin.as_mut(), twin_sent.as_mut()) {
-            let now = Instant::now();
-            t.send((now, d.data.clone()))
-                .await
-                .context("SRT send (baseline)")?;
-            ts.push(now);
-        }
-    }
-    // Let the last datagrams be delivered before closing.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), sock.close_and_finish()).await;
-    if let Some(t) = twin.as_mut() {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t.close_and_finish()).await;
-    }
-    Ok((sent, twin_sent))
 }
 
 struct PlayerConfig {

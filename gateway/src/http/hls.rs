@@ -9,16 +9,14 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use packager::blocking::{self, Decision};
 use packager::directives::{self, Directives};
-use packager::playlist::{
-    MediaRenderOptions, ObjectName, Variant, parse_object_name, render_media_playlist,
-    render_media_playlist_delta, render_multivariant,
-};
+use packager::playlist::{ObjectName, Variant, parse_object_name, render_multivariant};
 use packager::rendition::RenditionSnapshot;
 use packager::units::WallTime;
 use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
 use super::conditional::Validators;
+use super::playlist_cache::PlaylistCache;
 use crate::stream::registry::StreamWatch;
 use crate::stream::{StreamSnapshot, valid_name};
 
@@ -125,7 +123,7 @@ pub(super) async fn multivariant(
         HlsError::Internal
     })?;
     let td = r.params.target_duration_secs;
-    let validators = Validators::playlist(&body);
+    let validators = Validators::playlist(body.as_bytes());
     Ok(validators.apply(&req, playlist_response(body, cache_secs(td, false))))
 }
 
@@ -144,7 +142,7 @@ pub(super) async fn rendition_object(
         ObjectName::Playlist => {
             let d = directives::parse(query.as_deref().unwrap_or(""))
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
-            let (body, cache) = media_playlist(&mut watch, &d).await?;
+            let (body, cache) = media_playlist(&state.playlists, &mut watch, &d).await?;
             let validators = Validators::playlist(&body);
             Ok(validators.apply(&req, playlist_response(body, cache)))
         }
@@ -184,9 +182,10 @@ const IMMUTABLE: &str = "public, max-age=300";
 
 /// The rendered playlist and its Cache-Control.
 async fn media_playlist(
+    playlists: &PlaylistCache,
     watch: &mut StreamWatch,
     d: &Directives,
-) -> Result<(String, String), HlsError> {
+) -> Result<(Bytes, String), HlsError> {
     let start = Instant::now();
     let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
     let td = r.params.target_duration_secs;
@@ -206,7 +205,6 @@ async fn media_playlist(
             None => break,
         }
     }
-    let opts = MediaRenderOptions::for_params(&r.params);
     // `_HLS_skip` shapes the answer only once blocking is over: the delta is
     // of the playlist that satisfied `_HLS_msn`/`_HLS_part`. The packager
     // answers with the full playlist where the spec says to ignore the
@@ -214,10 +212,8 @@ async fn media_playlist(
     // directive if the Playlist does not contain the CAN-SKIP-UNTIL attribute,
     // or if it contains an EXT-X-ENDLIST tag."). The URI differs from the full
     // playlist's, so caches keep the two apart; lifetimes are unchanged.
-    let body = match d.skip {
-        Some(skip) => render_media_playlist_delta(&r, &opts, skip),
-        None => render_media_playlist(&r, &opts),
-    };
+    // Rendered once per snapshot and `_HLS_skip` value for all its readers.
+    let body = playlists.media_playlist(&r, d.skip);
     Ok((body, cache_secs(td, blocking)))
 }
 
@@ -278,7 +274,7 @@ fn cache_secs(target_duration: u32, blocking: bool) -> String {
     }
 }
 
-fn playlist_response(body: String, cache: String) -> Response {
+fn playlist_response(body: impl IntoResponse, cache: String) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(

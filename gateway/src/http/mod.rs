@@ -6,6 +6,7 @@
 
 mod conditional;
 mod hls;
+mod playlist_cache;
 pub mod tls;
 mod web;
 
@@ -20,6 +21,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
+pub use self::playlist_cache::PlaylistCache;
 use crate::stream::registry::Registry;
 
 /// What the handlers share.
@@ -27,6 +29,19 @@ use crate::stream::registry::Registry;
 pub struct AppState {
     pub registry: Registry,
     pub web_root: PathBuf,
+    /// Media playlists rendered once per snapshot for all blocked readers.
+    pub playlists: PlaylistCache,
+}
+
+impl AppState {
+    #[must_use]
+    pub fn new(registry: Registry, web_root: PathBuf) -> Self {
+        Self {
+            registry,
+            web_root,
+            playlists: PlaylistCache::default(),
+        }
+    }
 }
 
 /// The whole HTTP surface; tests drive it with `tower::ServiceExt::oneshot`.

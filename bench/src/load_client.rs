@@ -1,0 +1,191 @@
+//! Lean async HTTP clients for load: one HTTP/1.1 keep-alive connection, or
+//! one HTTP/2 connection (prior knowledge, h2c) shared by many streams.
+//!
+//! Thousands of these run on one core beside the measurement, so they do no
+//! more than a player must: send the request, read the whole response, and
+//! hand back its status and body.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail, ensure};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Response headers beyond this many are refused (ours send about eight).
+const MAX_HEADERS: usize = 32;
+
+/// One HTTP/1.1 keep-alive connection; reconnects when the server closed it.
+pub struct H1Conn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+}
+
+impl H1Conn {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut c = Self {
+            addr,
+            stream: None,
+            buf: BytesMut::with_capacity(16 * 1024),
+        };
+        c.stream = Some(c.open().await?);
+        Ok(c)
+    }
+
+    async fn open(&self) -> anyhow::Result<TcpStream> {
+        let s = TcpStream::connect(self.addr)
+            .await
+            .with_context(|| format!("connect {}", self.addr))?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+
+    /// `GET path`; returns when the body has been read completely.
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                let s = self.open().await?;
+                self.stream.insert(s)
+            }
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.context("send")?;
+        self.buf.clear();
+        let (status, head_len, body_len, keep_alive) = loop {
+            if stream.read_buf(&mut self.buf).await.context("read")? == 0 {
+                self.stream = None;
+                bail!("connection closed");
+            }
+            if let Some(head) = parse_head(&self.buf)? {
+                break head;
+            }
+        };
+        while self.buf.len() < head_len + body_len {
+            if stream.read_buf(&mut self.buf).await.context("read body")? == 0 {
+                self.stream = None;
+                bail!("connection closed in the body");
+            }
+        }
+        if !keep_alive {
+            self.stream = None;
+        }
+        let body = self
+            .buf
+            .split()
+            .freeze()
+            .slice(head_len..head_len + body_len);
+        Ok((status, body))
+    }
+}
+
+/// Status, head length, `Content-Length` and keep-alive of a complete response
+/// head in `buf`, or `None` if more bytes are needed.
+fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, usize, usize, bool)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_len) = res.parse(buf).context("response head")? else {
+        return Ok(None);
+    };
+    let status = res.code.context("no status")?;
+    let mut length = None;
+    let mut keep_alive = true;
+    for h in res.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            keep_alive = !h.value.eq_ignore_ascii_case(b"close");
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            bail!("chunked responses are not supported by this client");
+        }
+    }
+    let length = length.context("response without Content-Length")?;
+    Ok(Some((status, head_len, length, keep_alive)))
+}
+
+/// One HTTP/2 connection (h2c, prior knowledge); clone it for more streams.
+#[derive(Clone)]
+pub struct H2Conn {
+    send: h2::client::SendRequest<Bytes>,
+    authority: String,
+}
+
+impl H2Conn {
+    /// Connects and starts the connection's driver task.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        tcp.set_nodelay(true)?;
+        // Large windows: flow control is not what is measured.
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 24)
+            .handshake(tcp)
+            .await
+            .context("HTTP/2 handshake")?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self {
+            send,
+            authority: addr.to_string(),
+        })
+    }
+
+    /// `GET path` on a new stream; returns when the body has been read.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        let mut send = self.send.clone().ready().await.context("HTTP/2 ready")?;
+        let req = http::Request::get(format!("http://{}{path}", self.authority))
+            .body(())
+            .context("request")?;
+        let (resp, _) = send.send_request(req, true).context("send request")?;
+        let resp = resp.await.context("response")?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.context("body")?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        ensure!(status != 0, "no status");
+        Ok((status, out.freeze()))
+    }
+}
+
+/// Either protocol, for code that does not care which.
+pub enum Conn {
+    H1(H1Conn),
+    H2(H2Conn),
+}
+
+impl Conn {
+    pub async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        match self {
+            Self::H1(c) => c.get(path).await,
+            Self::H2(c) => c.get(path).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_head_in_pieces() {
+        let full = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nServer: x\r\n\r\nhello";
+        assert_eq!(parse_head(&full[..20]).unwrap(), None);
+        let (status, head, len, keep) = parse_head(full).unwrap().unwrap();
+        assert_eq!((status, len, keep), (200, 5, true));
+        assert_eq!(&full[head..], b"hello");
+        let close = b"HTTP/1.1 503 x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            parse_head(close).unwrap().map(|h| (h.0, h.3)),
+            Some((503, false))
+        );
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+}
