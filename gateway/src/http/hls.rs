@@ -10,18 +10,15 @@ use bytes::Bytes;
 use packager::blocking::{self, Decision};
 use packager::directives::{self, Directives};
 use packager::playlist::{
-    MediaRenderOptions, ObjectName, Variant, parse_object_name, render_media_playlist,
-    render_media_playlist_delta, render_multivariant,
+    AudioRendition, MediaRenderOptions, ObjectName, PLAYLIST_NAME, RenditionReport, Variant,
+    parse_object_name, render_media_playlist_with_reports, render_multivariant,
 };
 use packager::rendition::RenditionSnapshot;
 use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
 use crate::stream::registry::StreamWatch;
-use crate::stream::{StreamSnapshot, valid_name};
-
-/// The one rendition of this version: muxed H.264 + AAC.
-const MAIN: &str = "main";
+use crate::stream::{AUDIO_RENDITION, StreamSnapshot, VIDEO_RENDITION, valid_name};
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MP4_TYPE: &str = "video/mp4";
 
@@ -69,15 +66,16 @@ fn stream_watch(state: &AppState, name: &str) -> Result<StreamWatch, HlsError> {
     state.registry.get(name).ok_or(HlsError::NotFound)
 }
 
-/// Waits until the stream has a rendition; a stream whose publisher has not yet
-/// sent a full GOP has nothing to play.
+/// Waits until the stream has rendition `name`; a stream whose publisher has
+/// not yet sent a full GOP has nothing to play.
 async fn rendition(
     watch: &mut StreamWatch,
+    name: &str,
     deadline: Instant,
 ) -> Result<(Arc<StreamSnapshot>, Arc<RenditionSnapshot>), HlsError> {
     loop {
         let snap = Arc::clone(&watch.borrow_and_update());
-        if let Some(r) = &snap.main {
+        if let Some(r) = snap.rendition(name) {
             let r = Arc::clone(r);
             return Ok((snap, r));
         }
@@ -99,18 +97,35 @@ pub(super) async fn multivariant(
     Path(stream): Path<String>,
 ) -> Result<Response, HlsError> {
     let mut watch = stream_watch(&state, &stream)?;
-    let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+    let (snap, r) = rendition(&mut watch, VIDEO_RENDITION, Instant::now() + STARTUP_WAIT).await?;
     let Some(info) = &snap.variant else {
         return Err(HlsError::NotFound);
     };
-    let body = render_multivariant(&[Variant {
-        uri: format!("{MAIN}/playlist.m3u8"),
-        bandwidth: info.bandwidth,
-        average_bandwidth: Some(info.average_bandwidth),
-        codecs: info.codecs.clone(),
-        resolution: info.resolution,
-        frame_rate: info.frame_rate,
-    }])
+    // The audio rendition is listed once it has published.
+    let audio: Vec<AudioRendition> = info
+        .audio_channels
+        .filter(|_| snap.audio.is_some())
+        .map(|channels| AudioRendition {
+            group_id: AUDIO_RENDITION.to_owned(),
+            name: AUDIO_RENDITION.to_owned(),
+            uri: format!("{AUDIO_RENDITION}/{PLAYLIST_NAME}"),
+            channels,
+            default: true,
+        })
+        .into_iter()
+        .collect();
+    let body = render_multivariant(
+        &[Variant {
+            uri: format!("{VIDEO_RENDITION}/{PLAYLIST_NAME}"),
+            bandwidth: info.bandwidth,
+            average_bandwidth: Some(info.average_bandwidth),
+            codecs: info.codecs.clone(),
+            resolution: info.resolution,
+            frame_rate: info.frame_rate,
+            audio_group: audio.first().map(|a| a.group_id.clone()),
+        }],
+        &audio,
+    )
     .map_err(|e| {
         tracing::error!(stream = %stream, "multivariant playlist: {e}");
         HlsError::Internal
@@ -124,29 +139,31 @@ pub(super) async fn rendition_object(
     Path((stream, rendition_name, object)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HlsError> {
-    if rendition_name != MAIN {
-        return Err(HlsError::NotFound);
-    }
+    let name = match rendition_name.as_str() {
+        VIDEO_RENDITION => VIDEO_RENDITION,
+        AUDIO_RENDITION => AUDIO_RENDITION,
+        _ => return Err(HlsError::NotFound),
+    };
     let object = parse_object_name(&object).ok_or(HlsError::NotFound)?;
     let mut watch = stream_watch(&state, &stream)?;
     match object {
         ObjectName::Playlist => {
             let d = directives::parse(query.as_deref().unwrap_or(""))
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
-            media_playlist(&mut watch, &d).await
+            media_playlist(&mut watch, name, &d).await
         }
         ObjectName::Init(id) => {
-            let (_, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+            let (_, r) = rendition(&mut watch, name, Instant::now() + STARTUP_WAIT).await?;
             // Versioned by name: new codec parameters get a new URI.
             let init = r.init(id).ok_or(HlsError::NotFound)?;
             Ok(media_response(init.clone(), IMMUTABLE))
         }
         ObjectName::Segment(msn) => {
-            let (_, r) = rendition(&mut watch, Instant::now()).await?;
+            let (_, r) = rendition(&mut watch, name, Instant::now()).await?;
             let seg = r.segment(msn).ok_or(HlsError::NotFound)?;
             Ok(media_response(seg.data.clone(), IMMUTABLE))
         }
-        ObjectName::Part(seq) => part(&mut watch, seq).await,
+        ObjectName::Part(seq) => part(&mut watch, name, seq).await,
     }
 }
 
@@ -155,9 +172,13 @@ pub(super) async fn rendition_object(
 /// lifetime stays bounded rather than `immutable`.
 const IMMUTABLE: &str = "public, max-age=300";
 
-async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Response, HlsError> {
+async fn media_playlist(
+    watch: &mut StreamWatch,
+    name: &str,
+    d: &Directives,
+) -> Result<Response, HlsError> {
     let start = Instant::now();
-    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let (mut snap, mut r) = rendition(watch, name, start + STARTUP_WAIT).await?;
     let td = r.params.target_duration_secs;
     let blocking = d.msn.is_some();
     // rfc8216bis §6.2.5.2: "If the server cannot satisfy the request within
@@ -169,13 +190,29 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
             Decision::Reject(reason) => return Err(HlsError::BadRequest(reason.to_string())),
             Decision::Wait => {}
         }
-        match next_rendition(watch, deadline, td).await? {
-            Some(next) => r = next,
+        match next_rendition(watch, name, deadline, td).await? {
+            Some(next) => (snap, r) = next,
             // The stream task is gone: answer with what we have.
             None => break,
         }
     }
-    let opts = MediaRenderOptions::for_params(&r.params);
+    // PART-HOLD-BACK should be at least 3 × PART-TARGET (rfc8216bis §4.4.3.8)
+    // and the audio's PART-TARGET is a little longer than the video's: every
+    // rendition writes the same EXT-X-SERVER-CONTROL, from the longest one, so
+    // a player switching renditions keeps its distance from the live edge.
+    let params = snap
+        .renditions()
+        .map(|(_, x)| x.params)
+        .max_by_key(|p| p.part_target)
+        .unwrap_or(r.params);
+    let opts = MediaRenderOptions::for_params(&params);
+    // Appendix B.1: a report on every other rendition, from the same
+    // published instant as this one.
+    let reports: Vec<RenditionReport> = snap
+        .renditions()
+        .filter(|(other, _)| *other != name)
+        .filter_map(|(other, x)| RenditionReport::of(other, x))
+        .collect();
     // `_HLS_skip` shapes the answer only once blocking is over: the delta is
     // of the playlist that satisfied `_HLS_msn`/`_HLS_part`. The packager
     // answers with the full playlist where the spec says to ignore the
@@ -183,23 +220,25 @@ async fn media_playlist(watch: &mut StreamWatch, d: &Directives) -> Result<Respo
     // directive if the Playlist does not contain the CAN-SKIP-UNTIL attribute,
     // or if it contains an EXT-X-ENDLIST tag."). The URI differs from the full
     // playlist's, so caches keep the two apart; lifetimes are unchanged.
-    let body = match d.skip {
-        Some(skip) => render_media_playlist_delta(&r, &opts, skip),
-        None => render_media_playlist(&r, &opts),
-    };
+    let body = render_media_playlist_with_reports(&r, &opts, d.skip, &reports);
     Ok(playlist_response(body, cache_secs(td, blocking)))
 }
 
 /// Serves part `seq`; the hinted next part is answered as soon as it exists.
 async fn part(
     watch: &mut StreamWatch,
+    name: &str,
     seq: packager::units::PartSeq,
 ) -> Result<Response, HlsError> {
     let start = Instant::now();
-    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let (_, mut r) = rendition(watch, name, start + STARTUP_WAIT).await?;
     let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);
     loop {
         if let Some(p) = r.part(seq) {
+            // rfc8216bis §4.4.4.9 (GAP): the part "is not available".
+            if p.gap {
+                return Err(HlsError::NotFound);
+            }
             return Ok(media_response(p.data.clone(), IMMUTABLE));
         }
         // Only the hinted part (or, racing a reload, the one after it) is
@@ -211,23 +250,25 @@ async fn part(
             return Err(HlsError::NotFound);
         }
         let td = r.params.target_duration_secs;
-        r = next_rendition(watch, deadline, td)
+        (_, r) = next_rendition(watch, name, deadline, td)
             .await?
             .ok_or(HlsError::NotFound)?;
     }
 }
 
-/// Waits for the next published state of the rendition until `deadline`
-/// (then 503); `None` when the stream task has exited.
+/// Waits for the next published state of the stream and its rendition `name`
+/// until `deadline` (then 503); `None` when the stream task has exited.
 async fn next_rendition(
     watch: &mut StreamWatch,
+    name: &str,
     deadline: Instant,
     target_duration: u32,
-) -> Result<Option<Arc<RenditionSnapshot>>, HlsError> {
+) -> Result<Option<(Arc<StreamSnapshot>, Arc<RenditionSnapshot>)>, HlsError> {
     match timeout_at(deadline, watch.changed()).await {
         Ok(Ok(())) => {
             let snap = Arc::clone(&watch.borrow_and_update());
-            snap.main.clone().map(Some).ok_or(HlsError::NotFound)
+            let r = snap.rendition(name).cloned().ok_or(HlsError::NotFound)?;
+            Ok(Some((snap, r)))
         }
         Ok(Err(_)) => Ok(None),
         Err(_) => Err(HlsError::Timeout { target_duration }),
