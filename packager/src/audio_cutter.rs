@@ -28,7 +28,9 @@ const TRACK_ID: u32 = 1;
 pub(crate) const AAC_FRAME: i64 = 1024;
 /// Audio missing for this much media time behind the video: its parts are cut
 /// with what is there (or as gaps) so the audio playlist keeps its cadence.
-const MAX_AUDIO_LAG: MediaTime = MediaTime(2 * TS_TIMESCALE as i64);
+/// Generous: the audio and video parsers run on their own threads, and on a
+/// loaded machine one may run seconds behind the other without any loss.
+const MAX_AUDIO_LAG: MediaTime = MediaTime(6 * TS_TIMESCALE as i64);
 
 /// A boundary the video segmenter published.
 #[derive(Debug)]
@@ -146,11 +148,10 @@ impl AudioCutter {
             else {
                 break;
             };
-            if open.is_some() {
-                // Frames before a segment's start belong to the closed one.
-                while self.frames.front().is_some_and(|f| f.dts + half <= start) {
-                    self.frames.pop_front();
-                }
+            // Frames before the part's start arrived after their own part was
+            // cut: placing them here would shift this part's audio in time.
+            while self.frames.front().is_some_and(|f| f.dts + half <= start) {
+                self.frames.pop_front();
             }
             let params = self.params.unwrap_or_else(|| audio_params(video, rate));
             let max_frames = max_frames(params.part_target, rate);
@@ -197,13 +198,14 @@ impl AudioCutter {
                     open.start = first.dts;
                 }
                 self.segment = Some(MediaTime::ZERO);
+                let part = self.part(out, seq, index, &frames, rate, end - start, params)?;
                 out.push_back(Output::Part {
                     track: TrackKind::Audio,
                     open: Some(open),
-                    part: self.part(seq, index, &frames, rate, end - start, params)?,
+                    part,
                 });
             } else if self.segment.is_some() {
-                let part = self.part(seq, index, &frames, rate, end - start, params)?;
+                let part = self.part(out, seq, index, &frames, rate, end - start, params)?;
                 out.push_back(Output::Part {
                     track: TrackKind::Audio,
                     open: None,
@@ -215,8 +217,10 @@ impl AudioCutter {
     }
 
     /// One audio part; without frames a gap as long as its video part.
+    #[allow(clippy::too_many_arguments)]
     fn part(
         &mut self,
+        out: &mut VecDeque<Output>,
         seq: PartSeq,
         index: PartIndex,
         frames: &[Sample],
@@ -231,11 +235,17 @@ impl AudioCutter {
                 let mfhd = u32::try_from(seq.0 % (1 << 32)).unwrap_or(0);
                 (frame_ticks(rate, n), cmaf::fragment(mfhd, &[run])?, false)
             }
-            None => (
-                video_duration.min(params.part_target),
-                Default::default(),
-                true,
-            ),
+            None => {
+                out.push_back(Output::Warning(format!(
+                    "no audio for part {seq} ({:.3} s): listed as GAP=YES",
+                    video_duration.as_secs_f64()
+                )));
+                (
+                    video_duration.min(params.part_target),
+                    Default::default(),
+                    true,
+                )
+            }
         };
         if let Some(s) = self.segment.as_mut() {
             *s = *s + duration;
