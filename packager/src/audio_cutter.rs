@@ -30,7 +30,7 @@ pub(crate) const AAC_FRAME: i64 = 1024;
 /// with what is there (or as gaps) so the audio playlist keeps its cadence.
 /// Generous: the audio and video parsers run on their own threads, and on a
 /// loaded machine one may run seconds behind the other without any loss.
-const MAX_AUDIO_LAG: MediaTime = MediaTime(6 * TS_TIMESCALE as i64);
+const MAX_AUDIO_LAG: MediaTime = MediaTime(3 * TS_TIMESCALE as i64);
 
 /// A boundary the video segmenter published.
 #[derive(Debug)]
@@ -76,6 +76,14 @@ impl AudioCutter {
         self.codec = Some(codec);
         self.init_dirty = self.params.is_some();
         replaced
+    }
+
+    /// Video parts whose audio part is not cut yet.
+    pub(crate) fn pending_parts(&self) -> usize {
+        self.cuts
+            .iter()
+            .filter(|c| matches!(c, Cut::Part { .. }))
+            .count()
     }
 
     pub(crate) fn push_frame(&mut self, frame: Sample) {

@@ -14,7 +14,11 @@
 //!   expected time crosses the part grid), not when the next frame shows up.
 //!
 //! - Audio is a rendition of its own, cut on the video's boundaries
-//!   (`audio_cutter.rs`): same MSNs, part indices and part URI numbers.
+//!   (`audio_cutter.rs`): same MSNs, part indices and part URI numbers. A
+//!   video part is released once the audio part of the same number is cut, so
+//!   both playlists end at the same part: TS muxers send audio a few hundred
+//!   milliseconds behind the video, and a player holding back PART-HOLD-BACK
+//!   from the video's end would find the audio missing.
 //!
 //! Shape (style.md convention 2): `push_*` in, `poll_output` out.
 
@@ -161,6 +165,8 @@ pub struct Segmenter {
     last_video_dts: Option<MediaTime>,
     /// The video init segment changed; announced when the next segment opens.
     init_dirty: bool,
+    /// Video outputs waiting for the audio parts of the same numbers.
+    held: VecDeque<Output>,
     out: VecDeque<Output>,
 }
 
@@ -181,6 +187,7 @@ impl Segmenter {
             anchor: None,
             last_video_dts: None,
             init_dirty: false,
+            held: VecDeque::new(),
             out: VecDeque::new(),
         }
     }
@@ -281,7 +288,32 @@ impl Segmenter {
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.release_video();
         self.out.pop_front()
+    }
+
+    /// Moves held video outputs to the output queue, in order, up to the
+    /// first video part whose audio part is not cut yet. Every video part
+    /// queued a cut in the audio cutter (when there is audio), in the same
+    /// order, so the last `pending` held parts are the ones still waiting.
+    fn release_video(&mut self) {
+        let pending = self.audio.pending_parts();
+        let mut parts = self
+            .held
+            .iter()
+            .filter(|o| matches!(o, Output::Part { .. }))
+            .count();
+        while let Some(front) = self.held.front() {
+            if matches!(front, Output::Part { .. }) {
+                if parts <= pending {
+                    break;
+                }
+                parts -= 1;
+            }
+            if let Some(o) = self.held.pop_front() {
+                self.out.push_back(o);
+            }
+        }
     }
 
     fn probe_sample(&mut self, sample: Sample) -> Result<(), SegmenterError> {
@@ -372,7 +404,7 @@ impl Segmenter {
             params,
         });
         let init = self.init_segment()?;
-        self.out.push_back(Output::Start {
+        self.held.push_back(Output::Start {
             track: TrackKind::Video,
             params,
             init,
@@ -418,7 +450,7 @@ impl Segmenter {
         if new_segment {
             if self.init_dirty {
                 self.init_dirty = false;
-                self.out.push_back(Output::Init {
+                self.held.push_back(Output::Init {
                     track: TrackKind::Video,
                     init: self.init_segment()?,
                 });
@@ -572,7 +604,7 @@ impl Segmenter {
             start: span.0,
             end: span.1,
         });
-        self.out.push_back(Output::Part {
+        self.held.push_back(Output::Part {
             track: TrackKind::Video,
             open,
             part: Part {
@@ -615,7 +647,7 @@ impl Segmenter {
             return;
         };
         if seg.announce.is_none() {
-            self.out.push_back(Output::SegmentEnd {
+            self.held.push_back(Output::SegmentEnd {
                 track: TrackKind::Video,
                 duration: seg.published,
             });

@@ -105,6 +105,8 @@ struct Timeline {
     /// The audio rendition.
     audio_params: Option<PlaylistParams>,
     audio: Segments,
+    /// Video parts that came out before the audio part of the same number.
+    video_ahead: usize,
 }
 
 fn run(cfg: SegmenterConfig, source: &mut Source, samples: usize) -> Timeline {
@@ -142,6 +144,10 @@ fn drain(seg: &mut Segmenter, tl: &mut Timeline, pushed: usize) {
                     &mut tl.audio
                 } else {
                     tl.part_pushed_at.push(pushed);
+                    let last_audio = tl.audio.last().and_then(|s| s.1.last()).map(|p| p.seq);
+                    if tl.audio_params.is_some() && last_audio < Some(part.seq) {
+                        tl.video_ahead += 1;
+                    }
                     &mut tl.segments
                 };
                 if let Some(o) = open {
@@ -511,6 +517,8 @@ proptest! {
             prop_assert!(tl.audio.is_empty());
         }
         prop_assert!(tl.audio.iter().flat_map(|s| &s.1).all(|p| !p.gap));
+        // Both playlists end at the same part: video waits for its audio.
+        prop_assert_eq!(tl.video_ahead, 0);
     }
 }
 
