@@ -355,7 +355,10 @@ fuzz_target!(|input: Input| {
         }
         if finished {
             assert!(video_checker.open.is_none(), "finish left a segment open");
-            assert!(audio_checker.open.is_none(), "finish left an audio segment open");
+            assert!(
+                audio_checker.open.is_none(),
+                "finish left an audio segment open"
+            );
             break;
         }
     }
