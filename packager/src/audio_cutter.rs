@@ -176,6 +176,8 @@ impl AudioCutter {
                 take = 1;
             }
             let frames: Vec<Sample> = self.frames.drain(..take).collect();
+            // A gap lasts as long as its video part, within PART-TARGET.
+            let gap = (end - start).min(params.part_target);
             if let Some(mut open) = open {
                 if frames.is_empty() && self.params.is_none() {
                     // The rendition starts with the first segment that starts with audio.
@@ -206,14 +208,14 @@ impl AudioCutter {
                     open.start = first.dts;
                 }
                 self.segment = Some(MediaTime::ZERO);
-                let part = self.part(out, seq, index, &frames, rate, end - start, params)?;
+                let part = self.part(out, (seq, index), &frames, rate, gap)?;
                 out.push_back(Output::Part {
                     track: TrackKind::Audio,
                     open: Some(open),
                     part,
                 });
             } else if self.segment.is_some() {
-                let part = self.part(out, seq, index, &frames, rate, end - start, params)?;
+                let part = self.part(out, (seq, index), &frames, rate, gap)?;
                 out.push_back(Output::Part {
                     track: TrackKind::Audio,
                     open: None,
@@ -224,17 +226,14 @@ impl AudioCutter {
         Ok(())
     }
 
-    /// One audio part; without frames a gap as long as its video part.
-    #[allow(clippy::too_many_arguments)]
+    /// One audio part; without frames a gap of `gap_duration`.
     fn part(
         &mut self,
         out: &mut VecDeque<Output>,
-        seq: PartSeq,
-        index: PartIndex,
+        (seq, index): (PartSeq, PartIndex),
         frames: &[Sample],
         rate: u32,
-        video_duration: MediaTime,
-        params: PlaylistParams,
+        gap_duration: MediaTime,
     ) -> Result<Part, CmafError> {
         let (duration, data, gap) = match self.run(frames, rate) {
             Some(run) => {
@@ -246,13 +245,9 @@ impl AudioCutter {
             None => {
                 out.push_back(Output::Warning(format!(
                     "no audio for part {seq} ({:.3} s): listed as GAP=YES",
-                    video_duration.as_secs_f64()
+                    gap_duration.as_secs_f64()
                 )));
-                (
-                    video_duration.min(params.part_target),
-                    Default::default(),
-                    true,
-                )
+                (gap_duration, Default::default(), true)
             }
         };
         if let Some(s) = self.segment.as_mut() {
