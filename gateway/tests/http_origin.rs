@@ -132,9 +132,11 @@ impl Fixture {
         self.tx.send_replace(Arc::new(StreamSnapshot {
             name: "show".into(),
             main: Some(Arc::new(self.video.rendition.snapshot().clone())),
+            // As in the stream task: the audio rendition exists from its first part.
             audio: self
                 .audio
                 .as_ref()
+                .filter(|a| a.rendition.snapshot().last_part().is_some())
                 .map(|a| Arc::new(a.rendition.snapshot().clone())),
             variant: Some(VariantInfo {
                 codecs: "avc1.64001f,mp4a.40.2".into(),
@@ -287,6 +289,23 @@ async fn audio_rendition_is_served_blocks_and_is_reported() {
     assert_eq!(body, "AUDIOINIT");
     let (_, _, body) = f.get("/show/audio/seg10.m4s").await;
     assert_eq!(body, "audio100audio101audio102audio103");
+}
+
+#[tokio::test(start_paused = true)]
+async fn multivariant_waits_for_the_audio_rendition_of_a_source_with_audio() {
+    let mut f = Fixture::with_audio();
+    f.push_part(); // video starts first
+    let pending = tokio::spawn(f.get("/show/index.m3u8"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pending.is_finished(),
+        "a variant without the audio group would stay silent"
+    );
+    f.push_audio_part();
+    let (status, _, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{body}");
+    assert!(body.contains("AUDIO=\"audio\""), "{body}");
 }
 
 #[tokio::test(start_paused = true)]

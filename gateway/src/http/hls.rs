@@ -97,7 +97,22 @@ pub(super) async fn multivariant(
     Path(stream): Path<String>,
 ) -> Result<Response, HlsError> {
     let mut watch = stream_watch(&state, &stream)?;
-    let (snap, r) = rendition(&mut watch, VIDEO_RENDITION, Instant::now() + STARTUP_WAIT).await?;
+    let deadline = Instant::now() + STARTUP_WAIT;
+    let (mut snap, r) = rendition(&mut watch, VIDEO_RENDITION, deadline).await?;
+    // The source has audio but its rendition has not published yet (the
+    // video's timeline starts first): a player given a variant without the
+    // audio group would never play the audio, so wait for it a little.
+    while snap.audio.is_none()
+        && snap
+            .variant
+            .as_ref()
+            .is_some_and(|v| v.audio_channels.is_some())
+    {
+        match rendition(&mut watch, AUDIO_RENDITION, deadline).await {
+            Ok((s, _)) => snap = s,
+            Err(_) => break,
+        }
+    }
     let Some(info) = &snap.variant else {
         return Err(HlsError::NotFound);
     };

@@ -26,7 +26,8 @@ pub struct VariantInfo {
     pub average_bandwidth: u64,
     pub resolution: Option<(u16, u16)>,
     pub frame_rate: Option<f64>,
-    /// The audio rendition's channel count, when there is one.
+    /// The source's audio channel count when it has audio; its rendition may
+    /// not have published yet ([`StreamSnapshot::audio`] says).
     pub audio_channels: Option<u16>,
 }
 

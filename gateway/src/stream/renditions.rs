@@ -118,7 +118,8 @@ fn variant(
         Codec::H264 { width, height, .. } => Some((*width, *height)),
         Codec::Aac { .. } => None,
     };
-    let audio_channels = match audio_codec {
+    // From the source's codec: known before the audio rendition publishes.
+    let audio_channels = match segmenter.audio_codec() {
         Some(Codec::Aac { channels, .. }) => Some(*channels),
         _ => None,
     };
