@@ -326,6 +326,8 @@ function stats() {
     canBlockReload: details ? !!details.canBlockReload : false,
     canSkipUntil: details ? details.canSkipUntil || 0 : 0,
     partCount: details && details.partList ? details.partList.length : 0,
+    // EXT-X-MEDIA TYPE=AUDIO renditions hls.js found in the multivariant playlist.
+    audioTracks: hls && hls.audioTracks ? hls.audioTracks.length : 0,
     partTarget: details ? details.partTarget || 0 : 0,
     partHoldBack: details ? details.partHoldBack || 0 : 0,
     targetDuration: details ? details.targetduration : 0,

@@ -474,6 +474,7 @@ fuzz_target!(|input: Input| {
                         index,
                         duration: d,
                         independent,
+                        gap: false,
                         data: Bytes::copy_from_slice(&seq.0.to_le_bytes()),
                     },
                 );

@@ -163,11 +163,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         axum::Router::new()
     };
-    let app = router_with(
-        AppState::new(registry, cfg.http.web_root.clone()),
-        api,
-    )
-    .merge(srtla::api::router(srtla_stats));
+    let app = router_with(AppState::new(registry, cfg.http.web_root.clone()), api)
+        .merge(srtla::api::router(srtla_stats));
     let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
     let https_task = match https {
         Some((listener, tls)) => {

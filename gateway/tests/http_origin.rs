@@ -18,39 +18,30 @@ use packager::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-struct Fixture {
-    app: axum::Router,
-    tx: watch::Sender<Arc<StreamSnapshot>>,
+/// One rendition fed by hand: 0.5 s parts, four to a segment, from MSN 10
+/// and part 100.
+struct Track {
     rendition: Rendition,
     next_seq: u64,
     msn: u64,
     index: u32,
 }
 
-impl Fixture {
-    fn new() -> Self {
-        Self::with_retention(Retention::default())
-    }
+struct Fixture {
+    app: axum::Router,
+    tx: watch::Sender<Arc<StreamSnapshot>>,
+    video: Track,
+    audio: Option<Track>,
+}
 
-    fn with_retention(retention: Retention) -> Self {
-        let registry = Registry::default();
-        let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
-            name: "show".into(),
-            incarnation: WallTime(7),
-            main: None,
-            variant: None,
-            closed: false,
-        }));
-        registry.insert("show", rx);
+impl Track {
+    fn new(retention: Retention, init: &'static [u8]) -> Self {
         let params = PlaylistParams {
             target_duration_secs: 2,
             part_target: MediaTime::from_millis(500),
         };
-        let app = router(AppState::new(registry, std::env::temp_dir()));
         Self {
-            app,
-            tx,
-            rendition: Rendition::new(params, Bytes::from_static(b"INIT"), retention),
+            rendition: Rendition::new(params, Bytes::from_static(init), retention),
             next_seq: 100,
             msn: 10,
             index: 0,
@@ -58,7 +49,7 @@ impl Fixture {
     }
 
     /// Publishes one 0.5 s part; every fourth part closes its segment.
-    fn push_part(&mut self) {
+    fn push_part(&mut self, prefix: &str) {
         let open = (self.index == 0).then(|| OpenSegment {
             msn: Msn(self.msn),
             start: MediaTime::from_millis(i64::try_from(self.msn).unwrap() * 2000),
@@ -74,7 +65,8 @@ impl Fixture {
                 index: PartIndex(self.index),
                 duration: MediaTime::from_millis(500),
                 independent: self.index == 0,
-                data: Bytes::from(format!("part{}", self.next_seq)),
+                gap: false,
+                data: Bytes::from(format!("{prefix}{}", self.next_seq)),
             },
         );
         self.next_seq += 1;
@@ -85,6 +77,52 @@ impl Fixture {
             self.index = 0;
             self.msn += 1;
         }
+    }
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self::with_retention(Retention::default())
+    }
+
+    fn with_retention(retention: Retention) -> Self {
+        let registry = Registry::default();
+        let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
+            name: "show".into(),
+            incarnation: WallTime(7),
+            main: None,
+            audio: None,
+            variant: None,
+            closed: false,
+        }));
+        registry.insert("show", rx);
+        let app = router(AppState::new(registry, std::env::temp_dir()));
+        Self {
+            app,
+            tx,
+            video: Track::new(retention, b"INIT"),
+            audio: None,
+        }
+    }
+
+    /// A stream with a separate audio rendition.
+    fn with_audio() -> Self {
+        let mut f = Self::new();
+        f.audio = Some(Track::new(Retention::default(), b"AUDIOINIT"));
+        f
+    }
+
+    /// Publishes one video part.
+    fn push_part(&mut self) {
+        self.video.push_part("part");
+        self.publish();
+    }
+
+    /// Publishes one audio part.
+    fn push_audio_part(&mut self) {
+        if let Some(a) = self.audio.as_mut() {
+            a.push_part("audio");
+        }
         self.publish();
     }
 
@@ -92,13 +130,20 @@ impl Fixture {
         self.tx.send_replace(Arc::new(StreamSnapshot {
             name: "show".into(),
             incarnation: WallTime(7),
-            main: Some(Arc::new(self.rendition.snapshot().clone())),
+            main: Some(Arc::new(self.video.rendition.snapshot().clone())),
+            // As in the stream task: the audio rendition exists from its first part.
+            audio: self
+                .audio
+                .as_ref()
+                .filter(|a| a.rendition.snapshot().last_part().is_some())
+                .map(|a| Arc::new(a.rendition.snapshot().clone())),
             variant: Some(VariantInfo {
                 codecs: "avc1.64001f,mp4a.40.2".into(),
                 bandwidth: 2_000_000,
                 average_bandwidth: 1_500_000,
                 resolution: Some((1280, 720)),
                 frame_rate: Some(30.0),
+                audio_channels: self.audio.as_ref().map(|_| 2),
             }),
             closed: false,
         }));
@@ -179,6 +224,102 @@ async fn playlists_parts_and_headers() {
     assert_eq!(body, "part100part101part102part103");
     let (status, _, body) = f.get("/show/main/init0.mp4").await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "INIT"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_rendition_is_served_blocks_and_is_reported() {
+    let mut f = Fixture::with_audio();
+    for _ in 0..5 {
+        f.push_part();
+    }
+    for _ in 0..4 {
+        f.push_audio_part(); // audio trails the video by a part
+    }
+    let (status, _, body) = f.get("/show/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/playlist.m3u8\""
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(",AUDIO=\"audio\"\nmain/playlist.m3u8"),
+        "{body}"
+    );
+
+    // Each media playlist reports the other rendition's last part.
+    let (_, _, video) = f.get("/show/main/playlist.m3u8").await;
+    assert!(
+        video.ends_with(
+            "#EXT-X-RENDITION-REPORT:URI=\"../audio/playlist.m3u8\",LAST-MSN=10,LAST-PART=3\n"
+        ),
+        "{video}"
+    );
+    let (status, _, audio) = f.get("/show/audio/playlist.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        audio.ends_with(
+            "#EXT-X-RENDITION-REPORT:URI=\"../main/playlist.m3u8\",LAST-MSN=11,LAST-PART=0\n"
+        ),
+        "{audio}"
+    );
+    assert!(audio.contains("URI=\"part103.m4s\""), "{audio}");
+    assert!(
+        !audio.contains("#EXT-X-PART:DURATION=0.5,URI=\"part104.m4s\""),
+        "{audio}"
+    );
+
+    // Blocking requests wait per rendition: audio MSN 11 part 0 exists in
+    // the video rendition only.
+    let pending = tokio::spawn(f.get("/show/audio/playlist.m3u8?_HLS_msn=11&_HLS_part=0"));
+    let hinted = tokio::spawn(f.get("/show/audio/part104.m4s"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished() && !hinted.is_finished());
+    f.push_audio_part();
+    let (status, _, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("URI=\"part104.m4s\""), "{body}");
+    assert!(body.contains("LAST-MSN=11,LAST-PART=0"), "{body}");
+    let (status, _, body) = hinted.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "audio104"));
+    let (_, _, body) = f.get("/show/audio/init0.mp4").await;
+    assert_eq!(body, "AUDIOINIT");
+    let (_, _, body) = f.get("/show/audio/seg10.m4s").await;
+    assert_eq!(body, "audio100audio101audio102audio103");
+}
+
+#[tokio::test(start_paused = true)]
+async fn multivariant_waits_for_the_audio_rendition_of_a_source_with_audio() {
+    let mut f = Fixture::with_audio();
+    f.push_part(); // video starts first
+    let pending = tokio::spawn(f.get("/show/index.m3u8"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pending.is_finished(),
+        "a variant without the audio group would stay silent"
+    );
+    f.push_audio_part();
+    let (status, _, body) = pending.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{body}");
+    assert!(body.contains("AUDIO=\"audio\""), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn video_only_streams_have_no_audio_rendition() {
+    let mut f = Fixture::new();
+    f.push_part();
+    let (_, _, body) = f.get("/show/index.m3u8").await;
+    assert!(
+        !body.contains("EXT-X-MEDIA") && !body.contains("AUDIO="),
+        "{body}"
+    );
+    let (_, _, body) = f.get("/show/main/playlist.m3u8").await;
+    assert!(!body.contains("EXT-X-RENDITION-REPORT"), "{body}");
+    let (status, _, _) = f.get("/show/audio/playlist.m3u8").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(start_paused = true)]
@@ -301,7 +442,7 @@ async fn hinted_part_is_answered_when_complete() {
 async fn ended_stream_ignores_directives() {
     let mut f = Fixture::new();
     f.push_part();
-    f.rendition.end(Some(MediaTime::from_millis(500)));
+    f.video.rendition.end(Some(MediaTime::from_millis(500)));
     f.publish();
     let (status, _, body) = f
         .get("/show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=3")

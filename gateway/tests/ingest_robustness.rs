@@ -762,8 +762,11 @@ fn reconnect_within_grace_continues_the_stream_then_it_ends() {
     let discs: Vec<_> = after.all_segments().filter(|s| s.discontinuity).collect();
     assert_eq!(discs.len(), 1, "{}", after.text);
     let d = discs[0].msn;
+    // `before` trails the source: video parts wait for the audio parts of the
+    // same number, which ffmpeg's TS mux sends up to 0.7 s later; one more
+    // segment of the 1 s grid may be cut after it.
     assert!(
-        (next_before..=next_before + 1).contains(&d),
+        (next_before..=next_before + 2).contains(&d),
         "discontinuity on MSN {d}, but the old publisher's last segment was {next_before}:\n{}",
         after.text
     );

@@ -87,6 +87,7 @@ fn snapshot(main: Option<&Rendition>) -> Arc<StreamSnapshot> {
     Arc::new(StreamSnapshot {
         name: "show".into(),
         main: main.map(|r| Arc::new(r.snapshot().clone())),
+        audio: None,
         variant: None,
         closed: false,
         incarnation: WallTime(7),
@@ -117,6 +118,7 @@ fn live_rendition() -> Rendition {
             index: PartIndex(0),
             duration: MediaTime::from_millis(500),
             independent: true,
+            gap: false,
             data: Bytes::from_static(b"part"),
         },
     );

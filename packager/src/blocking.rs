@@ -276,6 +276,7 @@ mod tests {
             index: PartIndex(index),
             duration: MediaTime::from_millis(PART_MS),
             independent: index == 0,
+            gap: false,
             data: Bytes::new(),
         }
     }

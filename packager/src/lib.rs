@@ -5,6 +5,7 @@
 //! are bytes and decisions (see `../shared/notes/style.md`, convention 1).
 #![forbid(unsafe_code)]
 
+mod audio_cutter;
 pub mod blocking;
 pub mod cmaf;
 pub mod directives;

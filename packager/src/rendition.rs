@@ -19,6 +19,9 @@ pub struct Part {
     pub duration: MediaTime,
     /// Starts with an independent frame: `INDEPENDENT=YES`.
     pub independent: bool,
+    /// No media for this span (`GAP=YES`, empty `data`): the audio of a
+    /// rendition cut on another track's boundaries may be missing.
+    pub gap: bool,
     pub data: Bytes,
 }
 
@@ -281,6 +284,7 @@ mod tests {
             index: PartIndex(index),
             duration: MediaTime::from_millis(500),
             independent: index == 0,
+            gap: false,
             data: Bytes::from(vec![u8::try_from(seq % 256).unwrap(); 4]),
         }
     }

@@ -13,24 +13,32 @@
 //! - A part is published as soon as its last frame arrives (the next frame's
 //!   expected time crosses the part grid), not when the next frame shows up.
 //!
+//! - Audio is a rendition of its own, cut on the video's boundaries
+//!   (`audio_cutter.rs`): same MSNs, part indices and part URI numbers. A
+//!   video part is released once the audio part of the same number is cut, so
+//!   both playlists end at the same part: TS muxers send audio a few hundred
+//!   milliseconds behind the video, and a player holding back PART-HOLD-BACK
+//!   from the video's end would find the audio missing.
+//!
 //! Shape (style.md convention 2): `push_*` in, `poll_output` out.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::audio_cutter::{AudioCutter, Cut};
 use crate::cmaf::{self, CmafError, FragmentSample, TrackRun, TrackSpec};
 use crate::rendition::{OpenSegment, Part, PlaylistParams};
 use crate::sample::{Codec, Sample, TrackKind};
 use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
 
+/// The only track of the video rendition's fragments.
 const VIDEO_TRACK_ID: u32 = 1;
-const AUDIO_TRACK_ID: u32 = 2;
-/// PCM frames per AAC access unit (ISO/IEC 14496-3, AAC-LC).
-const AAC_FRAME: i64 = 1024;
 /// Without a second keyframe within this much media time the stream cannot be
 /// segmented sensibly (e.g. intra-refresh encoders); start anyway.
 const MAX_PROBE: MediaTime = MediaTime(10 * TS_TIMESCALE as i64);
+/// Audio frames kept from before the first keyframe (1.4 s of 48 kHz AAC).
+const MAX_PREROLL: usize = 64;
 /// A decode-time jump larger than this (or any step back) is a discontinuity.
 const MAX_JUMP: MediaTime = MediaTime(5 * TS_TIMESCALE as i64);
 
@@ -52,20 +60,30 @@ impl Default for SegmenterConfig {
     }
 }
 
-/// What the segmenter asks its owner to publish, in order.
+/// What the segmenter asks its owner to publish, in order. `track` names the
+/// rendition: video, or audio when the source has it; both share MSNs, part
+/// indices and part URI numbers.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Output {
-    /// The playlist parameters are decided and the init segment is ready.
-    Start { params: PlaylistParams, init: Bytes },
+    /// The rendition's playlist parameters are decided and its init segment is ready.
+    Start {
+        track: TrackKind,
+        params: PlaylistParams,
+        init: Bytes,
+    },
     /// New codec parameters after a discontinuity: a new init segment.
-    Init(Bytes),
+    Init { track: TrackKind, init: Bytes },
     /// A complete part; `open` is set when the part opens a new segment.
     Part {
+        track: TrackKind,
         open: Option<OpenSegment>,
         part: Part,
     },
-    /// The open segment is complete.
-    SegmentEnd { duration: MediaTime },
+    /// The rendition's open segment is complete.
+    SegmentEnd {
+        track: TrackKind,
+        duration: MediaTime,
+    },
     /// Something the operator should know (not an error of the stream).
     Warning(String),
 }
@@ -98,7 +116,6 @@ struct OpenPart {
     /// Samples with `dts + frame/2` before this belong to the part.
     end: MediaTime,
     video: Vec<Sample>,
-    audio: Vec<Sample>,
 }
 
 impl OpenPart {
@@ -107,7 +124,6 @@ impl OpenPart {
             index,
             end: MediaTime::ZERO,
             video: Vec::new(),
-            audio: Vec::new(),
         }
     }
 }
@@ -132,9 +148,12 @@ struct SegmentState {
 pub struct Segmenter {
     config: SegmenterConfig,
     video: Option<Codec>,
-    audio: Option<Codec>,
+    audio: AudioCutter,
     /// Samples held until the grid is known (first GOP).
     probe: Vec<Sample>,
+    /// Audio that arrived before the first keyframe: TS muxers send audio
+    /// ahead of the video of the same time, and the first audio part wants it.
+    preroll: VecDeque<Sample>,
     grid: Option<Grid>,
     segment: Option<SegmentState>,
     last_msn: Option<Msn>,
@@ -144,9 +163,10 @@ pub struct Segmenter {
     /// Wall clock of media time zero for PROGRAM-DATE-TIME: (pts, arrival).
     anchor: Option<(MediaTime, WallTime)>,
     last_video_dts: Option<MediaTime>,
-    /// Next expected audio time in the audio track's timescale.
-    audio_clock: Option<i64>,
+    /// The video init segment changed; announced when the next segment opens.
     init_dirty: bool,
+    /// Video outputs waiting for the audio parts of the same numbers.
+    held: VecDeque<Output>,
     out: VecDeque<Output>,
 }
 
@@ -156,8 +176,9 @@ impl Segmenter {
         Self {
             config,
             video: None,
-            audio: None,
+            audio: AudioCutter::default(),
             probe: Vec::new(),
+            preroll: VecDeque::new(),
             grid: None,
             segment: None,
             last_msn: None,
@@ -165,8 +186,8 @@ impl Segmenter {
             discontinuity: false,
             anchor: None,
             last_video_dts: None,
-            audio_clock: None,
             init_dirty: false,
+            held: VecDeque::new(),
             out: VecDeque::new(),
         }
     }
@@ -185,28 +206,27 @@ impl Segmenter {
 
     #[must_use]
     pub fn audio_codec(&self) -> Option<&Codec> {
-        self.audio.as_ref()
+        self.audio.codec()
     }
 
     /// Declares (or re-declares) a track's codec.
     pub fn push_codec(&mut self, codec: Codec) -> Result<(), SegmenterError> {
-        let slot = match codec.kind() {
-            TrackKind::Video => &mut self.video,
-            TrackKind::Audio => &mut self.audio,
-        };
-        if slot.as_ref() == Some(&codec) {
-            return Ok(());
-        }
-        let changed = slot.is_some();
-        *slot = Some(codec);
-        if changed {
-            if self.segment.is_some() && !self.discontinuity {
-                // A new publisher announces its codecs before its first sample;
-                // the shell calls `push_discontinuity` first. Anything else is a
-                // mid-stream codec switch we cannot splice without one.
-                self.push_discontinuity();
+        let changed = match codec.kind() {
+            TrackKind::Audio => self.audio.set_codec(codec),
+            TrackKind::Video => {
+                if self.video.as_ref() == Some(&codec) {
+                    return Ok(());
+                }
+                let changed = self.video.replace(codec).is_some();
+                self.init_dirty |= changed;
+                changed
             }
-            self.init_dirty = true;
+        };
+        // A new publisher announces its codecs before its first sample; the
+        // shell calls `push_discontinuity` first. Anything else is a mid-stream
+        // codec switch we cannot splice without one.
+        if changed && self.segment.is_some() && !self.discontinuity {
+            self.push_discontinuity();
         }
         Ok(())
     }
@@ -214,14 +234,15 @@ impl Segmenter {
     /// The source restarted (new publisher, or timestamps jumped): close what is
     /// open and start the next segment, with `EXT-X-DISCONTINUITY`, at the next keyframe.
     pub fn push_discontinuity(&mut self) {
+        self.finish_segment();
         // Audio of the old source cannot open a segment of the new one.
-        drop(self.finish_segment());
+        self.flush_audio();
         self.discontinuity = self.last_msn.is_some();
         self.anchor = None;
         self.last_video_dts = None;
-        self.audio_clock = None;
         if self.grid.is_none() {
             self.probe.clear();
+            self.preroll.clear();
         }
     }
 
@@ -234,13 +255,14 @@ impl Segmenter {
             self.out
                 .push_back(Output::Warning(format!("last samples: {e}")));
         }
-        drop(self.finish_segment());
+        self.finish_segment();
+        self.flush_audio();
     }
 
     pub fn push_sample(&mut self, sample: Sample) -> Result<(), SegmenterError> {
         let codec = match sample.track {
             TrackKind::Video => self.video.as_ref(),
-            TrackKind::Audio => self.audio.as_ref(),
+            TrackKind::Audio => self.audio.codec(),
         };
         if codec.is_none() {
             return Err(SegmenterError::UnknownTrack);
@@ -266,16 +288,56 @@ impl Segmenter {
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.release_video();
         self.out.pop_front()
+    }
+
+    /// Moves held video outputs to the output queue, in order, up to the
+    /// first video part whose audio part is not cut yet. Every video part
+    /// queued a cut in the audio cutter (when there is audio), in the same
+    /// order, so the last `pending` held parts are the ones still waiting.
+    fn release_video(&mut self) {
+        let pending = self.audio.pending_parts();
+        let mut parts = self
+            .held
+            .iter()
+            .filter(|o| matches!(o, Output::Part { .. }))
+            .count();
+        while let Some(front) = self.held.front() {
+            if matches!(front, Output::Part { .. }) {
+                if parts <= pending {
+                    break;
+                }
+                parts -= 1;
+            }
+            if let Some(o) = self.held.pop_front() {
+                self.out.push_back(o);
+            }
+        }
     }
 
     fn probe_sample(&mut self, sample: Sample) -> Result<(), SegmenterError> {
         let is_key = sample.track == TrackKind::Video && sample.keyframe;
         if self.probe.is_empty() && !is_key {
-            return Ok(()); // nothing is decodable before the first keyframe
+            // Nothing is decodable before the first keyframe, but audio of the
+            // same time may come first; the audio cutter drops what is older.
+            if sample.track == TrackKind::Audio {
+                if self.preroll.len() == MAX_PREROLL {
+                    self.preroll.pop_front();
+                }
+                self.preroll.push_back(sample);
+            }
+            return Ok(());
+        }
+        if self.probe.is_empty() {
+            self.probe.extend(self.preroll.drain(..));
         }
         let first = self.probe.first().map(|s| s.dts);
-        let second_key = is_key && !self.probe.is_empty();
+        let second_key = is_key
+            && self
+                .probe
+                .iter()
+                .any(|s| s.track == TrackKind::Video && s.keyframe);
         let too_long = first.is_some_and(|f| sample.dts - f > MAX_PROBE);
         self.probe.push(sample);
         if second_key || too_long {
@@ -342,7 +404,11 @@ impl Segmenter {
             params,
         });
         let init = self.init_segment()?;
-        self.out.push_back(Output::Start { params, init });
+        self.held.push_back(Output::Start {
+            track: TrackKind::Video,
+            params,
+            init,
+        });
         self.init_dirty = false;
         for s in std::mem::take(&mut self.probe) {
             self.place(s)?;
@@ -351,19 +417,14 @@ impl Segmenter {
     }
 
     fn init_segment(&self) -> Result<Bytes, CmafError> {
-        let mut tracks = Vec::with_capacity(2);
-        if let Some(v) = &self.video {
-            tracks.push(TrackSpec {
+        let tracks: Vec<TrackSpec> = self
+            .video
+            .iter()
+            .map(|v| TrackSpec {
                 track_id: VIDEO_TRACK_ID,
                 codec: v.clone(),
-            });
-        }
-        if let Some(a) = &self.audio {
-            tracks.push(TrackSpec {
-                track_id: AUDIO_TRACK_ID,
-                codec: a.clone(),
-            });
-        }
+            })
+            .collect();
         cmaf::init_segment(&tracks)
     }
 
@@ -374,15 +435,8 @@ impl Segmenter {
         match sample.track {
             TrackKind::Video => self.place_video(grid, sample),
             TrackKind::Audio => {
-                // Audio rides along in whichever part is open when it arrives;
-                // each track keeps its own continuous decode clock in CMAF.
-                if let Some(seg) = self.segment.as_mut() {
-                    seg.part
-                        .get_or_insert_with(|| OpenPart::empty(PartIndex(seg.next_index)))
-                        .audio
-                        .push(sample);
-                }
-                Ok(())
+                self.audio.push_frame(sample);
+                self.advance_audio()
             }
         }
     }
@@ -396,11 +450,14 @@ impl Segmenter {
         if new_segment {
             if self.init_dirty {
                 self.init_dirty = false;
-                self.out.push_back(Output::Init(self.init_segment()?));
+                self.held.push_back(Output::Init {
+                    track: TrackKind::Video,
+                    init: self.init_segment()?,
+                });
             }
             self.publish_part(Some(sample.dts))?;
-            let leftover = self.finish_segment();
-            self.open_segment(slot, &sample, leftover);
+            self.finish_segment();
+            self.open_segment(slot, &sample);
         }
         let half = MediaTime(grid.frame.0 / 2);
         // Does this frame start the next part?
@@ -447,9 +504,8 @@ impl Segmenter {
         Ok(())
     }
 
-    /// Opens a segment at keyframe `key`; `audio` arrived after the previous
-    /// segment's last part and opens this segment's first part.
-    fn open_segment(&mut self, slot: i64, key: &Sample, audio: Vec<Sample>) {
+    /// Opens a segment at keyframe `key`.
+    fn open_segment(&mut self, slot: i64, key: &Sample) {
         let msn = match self.last_msn {
             Some(m) => m.next(),
             None => Msn(u64::try_from(slot).unwrap_or(0)),
@@ -475,10 +531,7 @@ impl Segmenter {
         self.segment = Some(SegmentState {
             slot,
             published: MediaTime::ZERO,
-            part: (!audio.is_empty()).then(|| OpenPart {
-                audio,
-                ..OpenPart::empty(PartIndex(0))
-            }),
+            part: None,
             next_index: 0,
             announce: Some(announce),
             grid_origin: key.dts,
@@ -496,8 +549,6 @@ impl Segmenter {
             return Ok(());
         };
         let Some(first) = part.video.first() else {
-            // Audio only: keep it for the next part.
-            seg.part = Some(part);
             return Ok(());
         };
         let Some(grid) = self.grid else {
@@ -526,14 +577,12 @@ impl Segmenter {
                 data: s.data.clone(),
             });
         }
-        let mut runs = vec![TrackRun {
+        let runs = [TrackRun {
             track_id: VIDEO_TRACK_ID,
             base_decode_time: base,
             samples: video,
         }];
-        if let Some(run) = self.audio_run(&part.audio) {
-            runs.push(run);
-        }
+        let span = (first.dts, first.dts + duration);
         // rfc8216bis §4.4.4.9: part durations MUST NOT exceed PART-TARGET;
         // jitter beyond what the probe saw is absorbed here, by a few ticks.
         let duration = duration.min(grid.params.part_target);
@@ -548,64 +597,66 @@ impl Segmenter {
         seg.next_index += 1;
         seg.published = seg.published + duration;
         let open = seg.announce.take();
-        self.out.push_back(Output::Part {
+        self.audio.push_cut(Cut::Part {
+            open: open.clone(),
+            seq,
+            index: part.index,
+            start: span.0,
+            end: span.1,
+        });
+        self.held.push_back(Output::Part {
+            track: TrackKind::Video,
             open,
             part: Part {
                 seq,
                 index: part.index,
                 duration,
                 independent,
+                gap: false,
                 data,
             },
         });
-        Ok(())
+        self.advance_audio()
     }
 
-    /// Lays audio samples on a continuous clock in the audio timescale, so that
-    /// AAC frames are exactly 1024 ticks apart unless the source really jumps.
-    fn audio_run(&mut self, samples: &[Sample]) -> Option<TrackRun> {
-        let rate = self.audio.as_ref()?.timescale();
-        let first = samples.first()?;
-        let measured = first.dts.to_timescale(rate);
-        let start = match self.audio_clock {
-            Some(expected) if (measured - expected).abs() < AAC_FRAME / 2 => expected,
-            _ => measured,
-        };
-        // Within one run the frames are laid back to back; a real jump is
-        // absorbed at the next run, which resyncs to the measured time.
-        let clock = start + AAC_FRAME * i64::try_from(samples.len()).ok()?;
-        let mut out = Vec::with_capacity(samples.len());
-        for s in samples {
-            out.push(FragmentSample {
-                duration: AAC_FRAME as u32,
-                composition_offset: 0,
-                keyframe: true,
-                data: s.data.clone(),
-            });
+    /// Publishes the audio parts whose frames are all in.
+    fn advance_audio(&mut self) -> Result<(), SegmenterError> {
+        match self.grid {
+            Some(g) => Ok(self.audio.advance(g.params, false, &mut self.out)?),
+            None => Ok(()),
         }
-        self.audio_clock = Some(clock);
-        Some(TrackRun {
-            track_id: AUDIO_TRACK_ID,
-            base_decode_time: u64::try_from(start).ok()?,
-            samples: out,
-        })
     }
 
-    /// Closes the open segment; returns audio that no part carried yet.
-    fn finish_segment(&mut self) -> Vec<Sample> {
+    /// Cuts every audio part still waiting with the audio at hand.
+    fn flush_audio(&mut self) {
+        if let Some(g) = self.grid
+            && let Err(e) = self.audio.flush(g.params, &mut self.out)
+        {
+            self.out
+                .push_back(Output::Warning(format!("last audio parts: {e}")));
+        }
+    }
+
+    /// Closes the open segment.
+    fn finish_segment(&mut self) {
         if let Err(e) = self.publish_part(None) {
             self.out
                 .push_back(Output::Warning(format!("last part: {e}")));
         }
         let Some(seg) = self.segment.take() else {
-            return Vec::new();
+            return;
         };
         if seg.announce.is_none() {
-            self.out.push_back(Output::SegmentEnd {
+            self.held.push_back(Output::SegmentEnd {
+                track: TrackKind::Video,
                 duration: seg.published,
             });
+            self.audio.push_cut(Cut::SegmentEnd);
+            if let Err(e) = self.advance_audio() {
+                self.out
+                    .push_back(Output::Warning(format!("audio part: {e}")));
+            }
         }
-        seg.part.map(|p| p.audio).unwrap_or_default()
     }
 }
 

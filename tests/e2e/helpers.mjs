@@ -534,6 +534,36 @@ export async function sampleStats(page, { durationMs, intervalMs = 500, check = 
   return samples;
 }
 
+/**
+ * Counts what the player asks the gateway for, per rendition (the path segment before the object:
+ * `main`, `audio`): playlists, blocking playlist reloads, parts and segments.
+ */
+export function countRequests(page) {
+  const counts = {};
+  page.on('request', (r) => {
+    const u = new URL(r.url());
+    const [rendition, object] = u.pathname.split('/').slice(-2);
+    if (!/^(playlist\.m3u8|part\d+\.m4s|seg\d+\.m4s|init\d+\.mp4)$/.test(object)) return;
+    const c = (counts[rendition] ??= { blocking: 0, playlists: 0, parts: 0, segments: 0, inits: 0 });
+    if (object.endsWith('.m3u8')) {
+      c.playlists += 1;
+      if (u.searchParams.has('_HLS_msn')) c.blocking += 1;
+    } else if (object.startsWith('part')) c.parts += 1;
+    else if (object.startsWith('seg')) c.segments += 1;
+    else c.inits += 1;
+  });
+  return counts;
+}
+
+/** Asserts the player loaded the separate audio rendition: its playlist, init and parts. */
+export function assertAudioRenditionLoaded(assert, counts) {
+  const a = counts.audio;
+  assert.ok(a, `the player never asked for the audio rendition: ${JSON.stringify(counts)}`);
+  assert.ok(a.playlists > 0 && a.inits > 0, `audio playlist and init expected: ${JSON.stringify(counts)}`);
+  assert.ok(a.parts > 0, `audio parts expected (LL-HLS per rendition): ${JSON.stringify(counts)}`);
+  assert.ok(a.blocking > 0, `audio playlist blocking reloads expected: ${JSON.stringify(counts)}`);
+}
+
 /** Nearest-rank percentile of a numeric array (p in 0..100). */
 export function percentile(values, p) {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);

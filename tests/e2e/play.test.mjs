@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import {
   Cleanup,
   LiveStream,
+  assertAudioRenditionLoaded,
+  countRequests,
   shutdownAll,
   launchBrowser,
   percentile,
@@ -38,6 +40,7 @@ test(
       browser = await launchBrowser();
       cleanup.add(() => browser.close());
       const { page } = browser;
+      const requests = countRequests(page);
       await page.goto(`${live.gateway.httpUrl}/?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
       const first = await waitForPlaying(page, { timeoutMs: 30_000, check });
       console.log(
@@ -60,11 +63,14 @@ test(
           `hls.latency p50=${hlsLat} s target=${last.targetLatency} s buffer=${last.bufferMs} ms ` +
           `parts=${last.partCount} canBlockReload=${last.canBlockReload} stalls=${last.stalls} ` +
           `errors=${last.errorCount} fatal=${last.fatalCount} dropped=${last.droppedFrames}/${last.totalFrames} ` +
-          `samples=${samples.length}`,
+          `samples=${samples.length} audioTracks=${last.audioTracks} requests=${JSON.stringify(requests)}`,
       );
 
       assert.equal(last.canBlockReload, true, 'media playlist must advertise CAN-BLOCK-RELOAD=YES');
       assert.ok(last.partCount > 0, `media playlist must list EXT-X-PART (partCount=${last.partCount})`);
+      // Audio is a rendition of its own (EXT-X-MEDIA TYPE=AUDIO): hls.js must have loaded it.
+      assert.equal(last.audioTracks, 1, 'hls.js must see the one EXT-X-MEDIA audio rendition');
+      assertAudioRenditionLoaded(assert, requests);
       assert.equal(
         last.fatalCount,
         0,

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import {
   Cleanup,
   LiveStream,
+  assertAudioRenditionLoaded,
+  countRequests,
   shutdownAll,
   launchBrowser,
   percentile,
@@ -43,16 +45,9 @@ test(
       browser = await launchBrowser();
       cleanup.add(() => browser.close());
       const { page } = browser;
-      // What Shaka asks the gateway for: blocking playlist reloads and parts prove LL-HLS is used.
-      const requests = { blocking: 0, playlists: 0, parts: 0, segments: 0 };
-      page.on('request', (r) => {
-        const u = new URL(r.url());
-        if (u.pathname.endsWith('.m3u8')) {
-          requests.playlists += 1;
-          if (u.searchParams.has('_HLS_msn')) requests.blocking += 1;
-        } else if (/\/part\d+\.m4s$/.test(u.pathname)) requests.parts += 1;
-        else if (/\/seg\d+\.m4s$/.test(u.pathname)) requests.segments += 1;
-      });
+      // What Shaka asks the gateway for: blocking playlist reloads and parts prove LL-HLS is used,
+      // in the video rendition (main) and in the separate audio rendition.
+      const requests = countRequests(page);
       await page.goto(`${live.gateway.httpUrl}/shaka.html?stream=${STREAM}`, { waitUntil: 'load', timeout: 30_000 });
       const first = await waitForPlaying(page, { timeoutMs: 30_000, check, statsFn });
       console.log(
@@ -80,8 +75,9 @@ test(
           `requests=${JSON.stringify(requests)}`,
       );
 
-      assert.ok(requests.blocking > 0, `Shaka must use blocking playlist reload: ${JSON.stringify(requests)}`);
-      assert.ok(requests.parts > 0, `Shaka must fetch EXT-X-PART parts: ${JSON.stringify(requests)}`);
+      assert.ok(requests.main?.blocking > 0, `Shaka must use blocking playlist reload: ${JSON.stringify(requests)}`);
+      assert.ok(requests.main?.parts > 0, `Shaka must fetch EXT-X-PART parts: ${JSON.stringify(requests)}`);
+      assertAudioRenditionLoaded(assert, requests);
       assert.equal(last.errorCount, 0, `no Shaka errors expected: ${JSON.stringify(last.errors)}`);
       assert.equal(
         last.stalls,

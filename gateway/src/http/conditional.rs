@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use packager::units::WallTime;
 
 /// What a response says about its version.
+#[derive(Clone)]
 pub(super) struct Validators {
     etag: String,
     last_modified: Option<SystemTime>,

@@ -9,19 +9,20 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use packager::blocking::{self, Decision};
 use packager::directives::{self, Directives};
-use packager::playlist::{ObjectName, Variant, parse_object_name, render_multivariant};
+use packager::playlist::{
+    AudioRendition, MediaRenderOptions, ObjectName, PLAYLIST_NAME, RenditionReport, Variant,
+    parse_object_name, render_media_playlist_with_reports, render_multivariant,
+};
 use packager::rendition::RenditionSnapshot;
 use packager::units::WallTime;
 use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
 use super::conditional::Validators;
-use super::playlist_cache::PlaylistCache;
+use super::playlist_cache::{PlaylistCache, Rendered};
 use crate::stream::registry::StreamWatch;
-use crate::stream::{StreamSnapshot, valid_name};
+use crate::stream::{AUDIO_RENDITION, StreamSnapshot, VIDEO_RENDITION, valid_name};
 
-/// The one rendition of this version: muxed H.264 + AAC.
-const MAIN: &str = "main";
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MP4_TYPE: &str = "video/mp4";
 
@@ -75,15 +76,16 @@ fn stream_watch(state: &AppState, name: &str) -> Result<StreamWatch, HlsError> {
     state.registry.get(name).ok_or(HlsError::NotFound)
 }
 
-/// Waits until the stream has a rendition; a stream whose publisher has not yet
-/// sent a full GOP has nothing to play.
+/// Waits until the stream has rendition `name`; a stream whose publisher has
+/// not yet sent a full GOP has nothing to play.
 async fn rendition(
     watch: &mut StreamWatch,
+    name: &str,
     deadline: Instant,
 ) -> Result<(Arc<StreamSnapshot>, Arc<RenditionSnapshot>), HlsError> {
     loop {
         let snap = Arc::clone(&watch.borrow_and_update());
-        if let Some(r) = &snap.main {
+        if let Some(r) = snap.rendition(name) {
             let r = Arc::clone(r);
             return Ok((snap, r));
         }
@@ -106,18 +108,50 @@ pub(super) async fn multivariant(
     req: HeaderMap,
 ) -> Result<Response, HlsError> {
     let mut watch = stream_watch(&state, &stream)?;
-    let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+    let deadline = Instant::now() + STARTUP_WAIT;
+    let (mut snap, r) = rendition(&mut watch, VIDEO_RENDITION, deadline).await?;
+    // The source has audio but its rendition has not published yet (the
+    // video's timeline starts first): a player given a variant without the
+    // audio group would never play the audio, so wait for it a little.
+    while snap.audio.is_none()
+        && snap
+            .variant
+            .as_ref()
+            .is_some_and(|v| v.audio_channels.is_some())
+    {
+        match rendition(&mut watch, AUDIO_RENDITION, deadline).await {
+            Ok((s, _)) => snap = s,
+            Err(_) => break,
+        }
+    }
     let Some(info) = &snap.variant else {
         return Err(HlsError::NotFound);
     };
-    let body = render_multivariant(&[Variant {
-        uri: format!("{MAIN}/playlist.m3u8"),
-        bandwidth: info.bandwidth,
-        average_bandwidth: Some(info.average_bandwidth),
-        codecs: info.codecs.clone(),
-        resolution: info.resolution,
-        frame_rate: info.frame_rate,
-    }])
+    // The audio rendition is listed once it has published.
+    let audio: Vec<AudioRendition> = info
+        .audio_channels
+        .filter(|_| snap.audio.is_some())
+        .map(|channels| AudioRendition {
+            group_id: AUDIO_RENDITION.to_owned(),
+            name: AUDIO_RENDITION.to_owned(),
+            uri: format!("{AUDIO_RENDITION}/{PLAYLIST_NAME}"),
+            channels,
+            default: true,
+        })
+        .into_iter()
+        .collect();
+    let body = render_multivariant(
+        &[Variant {
+            uri: format!("{VIDEO_RENDITION}/{PLAYLIST_NAME}"),
+            bandwidth: info.bandwidth,
+            average_bandwidth: Some(info.average_bandwidth),
+            codecs: info.codecs.clone(),
+            resolution: info.resolution,
+            frame_rate: info.frame_rate,
+            audio_group: audio.first().map(|a| a.group_id.clone()),
+        }],
+        &audio,
+    )
     .map_err(|e| {
         tracing::error!(stream = %stream, "multivariant playlist: {e}");
         HlsError::Internal
@@ -133,38 +167,41 @@ pub(super) async fn rendition_object(
     RawQuery(query): RawQuery,
     req: HeaderMap,
 ) -> Result<Response, HlsError> {
-    if rendition_name != MAIN {
-        return Err(HlsError::NotFound);
-    }
+    let name = match rendition_name.as_str() {
+        VIDEO_RENDITION => VIDEO_RENDITION,
+        AUDIO_RENDITION => AUDIO_RENDITION,
+        _ => return Err(HlsError::NotFound),
+    };
     let object = parse_object_name(&object).ok_or(HlsError::NotFound)?;
     let mut watch = stream_watch(&state, &stream)?;
     match object {
         ObjectName::Playlist => {
             let d = directives::parse(query.as_deref().unwrap_or(""))
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
-            let (body, cache) = media_playlist(&state.playlists, &mut watch, &d).await?;
-            let validators = Validators::playlist(&body);
-            Ok(validators.apply(&req, playlist_response(body, cache)))
+            let (body, cache) = media_playlist(&state.playlists, &mut watch, name, &d).await?;
+            Ok(body
+                .validators
+                .apply(&req, playlist_response(body.text, cache)))
         }
         ObjectName::Init(id) => {
-            let (snap, r) = rendition(&mut watch, Instant::now() + STARTUP_WAIT).await?;
+            let (snap, r) = rendition(&mut watch, name, Instant::now() + STARTUP_WAIT).await?;
             // Versioned by name: new codec parameters get a new URI.
             let init = r.init(id).ok_or(HlsError::NotFound)?;
-            let validators = Validators::immutable(snap.incarnation, MAIN, object);
+            let validators = Validators::immutable(snap.incarnation, name, object);
             Ok(validators.apply(&req, media_response(init.clone(), IMMUTABLE)))
         }
         ObjectName::Segment(msn) => {
-            let (snap, r) = rendition(&mut watch, Instant::now()).await?;
+            let (snap, r) = rendition(&mut watch, name, Instant::now()).await?;
             let seg = r.segment(msn).ok_or(HlsError::NotFound)?;
             // Complete once its last frame is in.
             let end = seg.program_date_time.offset(seg.duration);
-            let validators = Validators::immutable(snap.incarnation, MAIN, object)
+            let validators = Validators::immutable(snap.incarnation, name, object)
                 .last_modified(wall_clock(end));
             Ok(validators.apply(&req, media_response(seg.data.clone(), IMMUTABLE)))
         }
         ObjectName::Part(seq) => {
-            let (incarnation, data) = part(&mut watch, seq).await?;
-            let validators = Validators::immutable(incarnation, MAIN, object);
+            let (incarnation, data) = part(&mut watch, name, seq).await?;
+            let validators = Validators::immutable(incarnation, name, object);
             Ok(validators.apply(&req, media_response(data, IMMUTABLE)))
         }
     }
@@ -184,10 +221,11 @@ const IMMUTABLE: &str = "public, max-age=300";
 async fn media_playlist(
     playlists: &PlaylistCache,
     watch: &mut StreamWatch,
+    name: &'static str,
     d: &Directives,
-) -> Result<(Bytes, String), HlsError> {
+) -> Result<(Rendered, String), HlsError> {
     let start = Instant::now();
-    let (_, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let (mut snap, mut r) = rendition(watch, name, start + STARTUP_WAIT).await?;
     let td = r.params.target_duration_secs;
     let blocking = d.msn.is_some();
     // rfc8216bis §6.2.5.2: "If the server cannot satisfy the request within
@@ -199,12 +237,36 @@ async fn media_playlist(
             Decision::Reject(reason) => return Err(HlsError::BadRequest(reason.to_string())),
             Decision::Wait => {}
         }
-        match next_rendition(watch, deadline, td).await? {
-            Some(next) => r = next,
+        match next_rendition(watch, name, deadline, td).await? {
+            Some(next) => (snap, r) = next,
             // The stream task is gone: answer with what we have.
             None => break,
         }
     }
+    // Rendered once per stream snapshot, rendition and `_HLS_skip` value for
+    // all the requests it answers.
+    let body = playlists.media_playlist(&snap, name, d.skip, || render(&snap, name, &r, d));
+    Ok((body, cache_secs(td, blocking)))
+}
+
+fn render(snap: &StreamSnapshot, name: &str, r: &RenditionSnapshot, d: &Directives) -> String {
+    // PART-HOLD-BACK should be at least 3 × PART-TARGET (rfc8216bis §4.4.3.8)
+    // and the audio's PART-TARGET is a little longer than the video's: every
+    // rendition writes the same EXT-X-SERVER-CONTROL, from the longest one, so
+    // a player switching renditions keeps its distance from the live edge.
+    let params = snap
+        .renditions()
+        .map(|(_, x)| x.params)
+        .max_by_key(|p| p.part_target)
+        .unwrap_or(r.params);
+    let opts = MediaRenderOptions::for_params(&params);
+    // Appendix B.1: a report on every other rendition, from the same
+    // published instant as this one.
+    let reports: Vec<RenditionReport> = snap
+        .renditions()
+        .filter(|(other, _)| *other != name)
+        .filter_map(|(other, x)| RenditionReport::of(other, x))
+        .collect();
     // `_HLS_skip` shapes the answer only once blocking is over: the delta is
     // of the playlist that satisfied `_HLS_msn`/`_HLS_part`. The packager
     // answers with the full playlist where the spec says to ignore the
@@ -212,22 +274,25 @@ async fn media_playlist(
     // directive if the Playlist does not contain the CAN-SKIP-UNTIL attribute,
     // or if it contains an EXT-X-ENDLIST tag."). The URI differs from the full
     // playlist's, so caches keep the two apart; lifetimes are unchanged.
-    // Rendered once per snapshot and `_HLS_skip` value for all its readers.
-    let body = playlists.media_playlist(&r, d.skip);
-    Ok((body, cache_secs(td, blocking)))
+    render_media_playlist_with_reports(r, &opts, d.skip, &reports)
 }
 
 /// Part `seq` and the incarnation of its stream; the hinted next part is
 /// answered as soon as it exists.
 async fn part(
     watch: &mut StreamWatch,
+    name: &str,
     seq: packager::units::PartSeq,
 ) -> Result<(WallTime, Bytes), HlsError> {
     let start = Instant::now();
-    let (snap, mut r) = rendition(watch, start + STARTUP_WAIT).await?;
+    let (mut snap, mut r) = rendition(watch, name, start + STARTUP_WAIT).await?;
     let deadline = start + Duration::from_secs(u64::from(r.params.target_duration_secs) * 3);
     loop {
         if let Some(p) = r.part(seq) {
+            // rfc8216bis §4.4.4.9 (GAP): the part "is not available".
+            if p.gap {
+                return Err(HlsError::NotFound);
+            }
             return Ok((snap.incarnation, p.data.clone()));
         }
         // Only the hinted part (or, racing a reload, the one after it) is
@@ -239,24 +304,26 @@ async fn part(
             return Err(HlsError::NotFound);
         }
         let td = r.params.target_duration_secs;
-        r = match next_rendition(watch, deadline, td).await {
+        (snap, r) = match next_rendition(watch, name, deadline, td).await {
             Err(HlsError::Timeout { .. }) => return Err(HlsError::PartTimeout),
             waited => waited?.ok_or(HlsError::NotFound)?,
         };
     }
 }
 
-/// Waits for the next published state of the rendition until `deadline`
-/// (then 503); `None` when the stream task has exited.
+/// Waits for the next published state of the stream and its rendition `name`
+/// until `deadline` (then 503); `None` when the stream task has exited.
 async fn next_rendition(
     watch: &mut StreamWatch,
+    name: &str,
     deadline: Instant,
     target_duration: u32,
-) -> Result<Option<Arc<RenditionSnapshot>>, HlsError> {
+) -> Result<Option<(Arc<StreamSnapshot>, Arc<RenditionSnapshot>)>, HlsError> {
     match timeout_at(deadline, watch.changed()).await {
         Ok(Ok(())) => {
             let snap = Arc::clone(&watch.borrow_and_update());
-            snap.main.clone().map(Some).ok_or(HlsError::NotFound)
+            let r = snap.rendition(name).cloned().ok_or(HlsError::NotFound)?;
+            Ok(Some((snap, r)))
         }
         Ok(Err(_)) => Ok(None),
         Err(_) => Err(HlsError::Timeout { target_duration }),

@@ -1,18 +1,20 @@
-//! Media playlists rendered once per rendition snapshot and directive set.
+//! Media playlists rendered once per stream snapshot, rendition and directive set.
 //!
 //! When a part is published, every player blocked on it is answered from the
-//! same snapshot, and the answer depends only on that snapshot and on
-//! `_HLS_skip` (`_HLS_msn`/`_HLS_part` only decide *when* to answer). Rendering
-//! once per snapshot instead of once per waiting request keeps the cost of a
-//! publication flat in the number of players (`bench/`, `hls-load`).
+//! same snapshot, and the answer depends only on that snapshot, the rendition
+//! and `_HLS_skip` (`_HLS_msn`/`_HLS_part` only decide *when* to answer; the
+//! rendition reports come from the same snapshot). Rendering once per snapshot
+//! instead of once per waiting request keeps the cost of a publication flat in
+//! the number of players (`bench/`, `hls-load`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use packager::directives::Skip;
-use packager::playlist::{MediaRenderOptions, render_media_playlist, render_media_playlist_delta};
-use packager::rendition::RenditionSnapshot;
+
+use super::conditional::Validators;
+use crate::stream::StreamSnapshot;
 
 /// Shared by all handlers; cheap to clone.
 #[derive(Clone, Default)]
@@ -22,45 +24,58 @@ pub struct PlaylistCache {
     entries: Arc<Mutex<HashMap<usize, Entry>>>,
 }
 
+/// A rendered playlist with its validators, computed once alongside it.
+#[derive(Clone)]
+pub(super) struct Rendered {
+    pub(super) text: Bytes,
+    pub(super) validators: Validators,
+}
+
+type Key = (&'static str, Option<Skip>);
+
 struct Entry {
-    snapshot: Weak<RenditionSnapshot>,
-    bodies: Vec<(Option<Skip>, Bytes)>,
+    snapshot: Weak<StreamSnapshot>,
+    bodies: Vec<(Key, Rendered)>,
 }
 
 impl PlaylistCache {
-    /// The media playlist of `r` as answered to a request with `skip`.
-    pub fn media_playlist(&self, r: &Arc<RenditionSnapshot>, skip: Option<Skip>) -> Bytes {
-        let key = Arc::as_ptr(r) as usize;
+    /// The media playlist of `rendition` in `snap` as answered to a request
+    /// with `skip`; `render` makes it when no request has yet.
+    pub(super) fn media_playlist(
+        &self,
+        snap: &Arc<StreamSnapshot>,
+        rendition: &'static str,
+        skip: Option<Skip>,
+        render: impl FnOnce() -> String,
+    ) -> Rendered {
+        let addr = Arc::as_ptr(snap) as usize;
+        let key = (rendition, skip);
         if let Ok(entries) = self.entries.lock()
-            && let Some(e) = entries.get(&key)
-            && let Some((_, body)) = e.bodies.iter().find(|(s, _)| *s == skip)
+            && let Some(e) = entries.get(&addr)
+            && let Some((_, body)) = e.bodies.iter().find(|(k, _)| *k == key)
         {
             return body.clone();
         }
         // Outside the lock; two requests racing here render the same bytes.
-        let body = Bytes::from(render(r, skip));
+        let text = Bytes::from(render());
+        let body = Rendered {
+            validators: Validators::playlist(&text),
+            text,
+        };
         if let Ok(mut entries) = self.entries.lock() {
-            if !entries.contains_key(&key) {
+            if !entries.contains_key(&addr) {
                 // A new snapshot: forget the ones nobody holds any more.
                 entries.retain(|_, e| e.snapshot.strong_count() > 0);
             }
-            let e = entries.entry(key).or_insert_with(|| Entry {
-                snapshot: Arc::downgrade(r),
+            let e = entries.entry(addr).or_insert_with(|| Entry {
+                snapshot: Arc::downgrade(snap),
                 bodies: Vec::new(),
             });
-            if e.bodies.iter().all(|(s, _)| *s != skip) {
-                e.bodies.push((skip, body.clone()));
+            if e.bodies.iter().all(|(k, _)| *k != key) {
+                e.bodies.push((key, body.clone()));
             }
         }
         body
-    }
-}
-
-fn render(r: &RenditionSnapshot, skip: Option<Skip>) -> String {
-    let opts = MediaRenderOptions::for_params(&r.params);
-    match skip {
-        Some(skip) => render_media_playlist_delta(r, &opts, skip),
-        None => render_media_playlist(r, &opts),
     }
 }
 
@@ -68,56 +83,52 @@ fn render(r: &RenditionSnapshot, skip: Option<Skip>) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
-    use packager::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
+    use packager::units::WallTime;
 
     use super::*;
 
-    fn part(seq: u64, index: u32) -> Part {
-        Part {
-            seq: PartSeq(seq),
-            index: PartIndex(index),
-            duration: MediaTime::from_millis(500),
-            independent: index == 0,
-            data: Bytes::from(vec![1; 4]),
-        }
+    fn snapshot() -> Arc<StreamSnapshot> {
+        Arc::new(StreamSnapshot {
+            name: "show".into(),
+            incarnation: WallTime(1),
+            main: None,
+            audio: None,
+            variant: None,
+            closed: false,
+        })
     }
 
     #[test]
-    fn one_rendering_per_snapshot_and_skip_value() {
-        let params = PlaylistParams {
-            target_duration_secs: 1,
-            part_target: MediaTime::from_millis(500),
-        };
-        let mut r = Rendition::new(params, Bytes::from_static(b"init"), Retention::default());
-        let open = OpenSegment {
-            msn: Msn(0),
-            start: MediaTime::ZERO,
-            program_date_time: WallTime::from_millis(0),
-            discontinuity: false,
-            init: InitId(0),
-            parts: Vec::new(),
-        };
-        r.push_part(Some(open), part(0, 0));
+    fn one_rendering_per_snapshot_rendition_and_skip_value() {
         let cache = PlaylistCache::default();
-        let first = Arc::new(r.snapshot().clone());
-        let full = cache.media_playlist(&first, None);
-        assert_eq!(full, render(&first, None));
+        let renders = std::cell::Cell::new(0);
+        let render = |text: &'static str| {
+            let renders = &renders;
+            move || {
+                renders.set(renders.get() + 1);
+                text.to_owned()
+            }
+        };
+        let first = snapshot();
+        let full = cache.media_playlist(&first, "main", None, render("full"));
+        assert_eq!(&full.text[..], b"full");
         // The same bytes, not a second rendering.
-        assert_eq!(cache.media_playlist(&first, None).as_ptr(), full.as_ptr());
-        let delta = cache.media_playlist(&first, Some(Skip::Yes));
-        assert_eq!(delta, render(&first, Some(Skip::Yes)));
+        let again = cache.media_playlist(&first, "main", None, render("other"));
+        assert_eq!(again.text.as_ptr(), full.text.as_ptr());
+        assert_eq!(renders.get(), 1);
+        let delta = cache.media_playlist(&first, "main", Some(Skip::Yes), render("delta"));
+        assert_eq!(&delta.text[..], b"delta");
+        let audio = cache.media_playlist(&first, "audio", None, render("audio"));
+        assert_eq!(&audio.text[..], b"audio");
+        assert_eq!(renders.get(), 3);
 
-        r.push_part(None, part(1, 1));
-        let second = Arc::new(r.snapshot().clone());
-        let next = cache.media_playlist(&second, None);
-        assert_eq!(next, render(&second, None));
-        assert_ne!(next, full);
+        let second = snapshot();
+        let next = cache.media_playlist(&second, "main", None, render("next"));
+        assert_eq!(&next.text[..], b"next");
         // Snapshots nobody holds are forgotten when a new one is cached.
         drop(first);
-        r.push_part(None, part(2, 2));
-        let third = Arc::new(r.snapshot().clone());
-        cache.media_playlist(&third, None);
+        let third = snapshot();
+        cache.media_playlist(&third, "main", None, render("third"));
         assert_eq!(cache.entries.lock().unwrap().len(), 2);
     }
 }

@@ -4,6 +4,7 @@
 pub mod hub;
 mod publishers;
 pub mod registry;
+mod renditions;
 pub mod task;
 pub mod uplink;
 
@@ -12,31 +13,56 @@ use std::sync::Arc;
 use packager::rendition::RenditionSnapshot;
 use packager::units::WallTime;
 
-/// What the multivariant playlist says about a rendition (rfc8216bis §4.4.6.2).
+/// The video rendition's name: its objects are under `/{stream}/main/`.
+pub const VIDEO_RENDITION: &str = "main";
+/// The audio rendition's name (`EXT-X-MEDIA:TYPE=AUDIO`), when the source has audio.
+pub const AUDIO_RENDITION: &str = "audio";
+
+/// What the multivariant playlist says about the variant (rfc8216bis §4.4.6.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct VariantInfo {
-    /// RFC 6381 codec strings, e.g. `avc1.64001f,mp4a.40.2`.
+    /// RFC 6381 codec strings of every rendition it plays, e.g. `avc1.64001f,mp4a.40.2`.
     pub codecs: String,
-    /// Peak segment bit rate, bits per second.
+    /// Peak segment bit rate, bits per second: video and audio peaks together.
     pub bandwidth: u64,
-    /// Average segment bit rate, bits per second.
+    /// Average segment bit rate, bits per second: video and audio together.
     pub average_bandwidth: u64,
     pub resolution: Option<(u16, u16)>,
     pub frame_rate: Option<f64>,
+    /// The source's audio channel count when it has audio; its rendition may
+    /// not have published yet ([`StreamSnapshot::audio`] says).
+    pub audio_channels: Option<u16>,
 }
 
-/// One published state of a stream.
+/// One published state of a stream: all its renditions at one instant.
 #[derive(Clone, Debug)]
 pub struct StreamSnapshot {
     pub name: String,
     /// When this stream started: tells it apart from earlier and later
     /// streams of the same name, which may reuse object names.
     pub incarnation: WallTime,
-    /// The muxed audio+video rendition, once its first part is cut.
+    /// The video rendition ([`VIDEO_RENDITION`]), once its first part is cut;
+    /// the stream plays from then on.
     pub main: Option<Arc<RenditionSnapshot>>,
+    /// The audio rendition ([`AUDIO_RENDITION`]), cut on the video's MSN and
+    /// part boundaries, when the source has audio.
+    pub audio: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,
     /// The stream is gone: blocked requests must answer now.
     pub closed: bool,
+}
+
+impl StreamSnapshot {
+    /// Every rendition published so far, by name, video first.
+    pub fn renditions(&self) -> impl Iterator<Item = (&'static str, &Arc<RenditionSnapshot>)> {
+        let video = self.main.iter().map(|r| (VIDEO_RENDITION, r));
+        video.chain(self.audio.iter().map(|r| (AUDIO_RENDITION, r)))
+    }
+
+    #[must_use]
+    pub fn rendition(&self, name: &str) -> Option<&Arc<RenditionSnapshot>> {
+        self.renditions().find(|(n, _)| *n == name).map(|(_, r)| r)
+    }
 }
 
 /// Stream names are path segments and metric labels: keep them plain.

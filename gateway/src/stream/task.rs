@@ -1,23 +1,24 @@
 //! The task that owns one stream: it feeds publisher bytes to the demuxer,
-//! samples to the segmenter, cut parts to the rendition, and publishes snapshots.
+//! samples to the segmenter, cut parts to the renditions (video, and audio
+//! when the source has it), and publishes one snapshot holding all of them.
 
 use std::future::pending;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use packager::rendition::{Rendition, Retention};
+use packager::rendition::Retention;
 use packager::sample::{Codec, TrackKind};
-use packager::segmenter::{Output, Segmenter, SegmenterConfig};
-use packager::units::MediaTime;
+use packager::segmenter::{Segmenter, SegmenterConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::StreamSnapshot;
 use super::hub::{Hub, Publishing};
 use super::publishers::{Event, Publishers};
+use super::renditions::Renditions;
 use super::uplink::{self, Role, Uplink, UplinkConfig};
-use super::{StreamSnapshot, VariantInfo};
 use crate::media::MediaEvent;
 
 /// What a stream needs to know from the configuration.
@@ -50,6 +51,7 @@ pub(super) fn spawn(
         name: name.to_owned(),
         incarnation: wall_now(),
         main: None,
+        audio: None,
         variant: None,
         closed: false,
     }));
@@ -61,7 +63,7 @@ pub(super) fn spawn(
         segmenter: Segmenter::new(settings.segmenter),
         uplink: Uplink::new(settings.uplink),
         settings,
-        rendition: None,
+        renditions: Renditions::default(),
         snapshots,
         publishers: Publishers::default(),
         video: None,
@@ -86,7 +88,7 @@ struct StreamTask {
     name: String,
     settings: StreamSettings,
     segmenter: Segmenter,
-    rendition: Option<Rendition>,
+    renditions: Renditions,
     snapshots: watch::Sender<Arc<StreamSnapshot>>,
     publishers: Publishers,
     /// Which publisher's samples reach the segmenter.
@@ -182,12 +184,15 @@ impl StreamTask {
     }
 
     fn attach(&mut self, role: Role, rx: mpsc::Receiver<Bytes>) {
-        if self.rendition.as_ref().is_some_and(|r| r.snapshot().ended) {
+        if self.renditions.ended() {
             // An ended playlist never continues; start over under the same name.
-            self.rendition = None;
+            self.renditions = Renditions::default();
             self.segmenter = Segmenter::new(self.settings.segmenter);
             self.uplink = Uplink::new(self.settings.uplink);
             self.video = None;
+            // The new stream reuses object names: its ETags must differ.
+            self.snapshots
+                .send_modify(|s| Arc::make_mut(s).incarnation = wall_now());
         }
         match self.publishers.attach(&self.name, role, rx) {
             Ok(()) => {
@@ -259,38 +264,7 @@ impl StreamTask {
         let mut dirty = false;
         while let Some(out) = self.segmenter.poll_output() {
             dirty = true;
-            match out {
-                Output::Start { params, init } => {
-                    info!(
-                        target_duration = params.target_duration_secs,
-                        part_target_ms = params.part_target.as_secs_f64() * 1000.0,
-                        "timeline started"
-                    );
-                    match &mut self.rendition {
-                        Some(r) => r.set_init(init),
-                        None => {
-                            self.rendition =
-                                Some(Rendition::new(params, init, self.settings.retention));
-                        }
-                    }
-                }
-                Output::Init(init) => {
-                    if let Some(r) = &mut self.rendition {
-                        r.set_init(init);
-                    }
-                }
-                Output::Part { open, part } => {
-                    if let Some(r) = &mut self.rendition {
-                        r.push_part(open, part);
-                    }
-                }
-                Output::SegmentEnd { duration } => {
-                    if let Some(r) = &mut self.rendition {
-                        r.complete_segment(duration);
-                    }
-                }
-                Output::Warning(w) => warn!("{w}"),
-            }
+            self.renditions.apply(out, self.settings.retention);
         }
         dirty
     }
@@ -298,72 +272,20 @@ impl StreamTask {
     fn end(&mut self) {
         self.segmenter.finish();
         self.drain();
-        if let Some(r) = &mut self.rendition {
-            r.end(None);
-        }
+        self.renditions.end();
         self.publish();
     }
 
     fn publish(&self) {
-        let Some(r) = &self.rendition else {
-            return;
-        };
-        let snap = r.snapshot().clone();
-        let variant = self.variant(&snap);
-        let next = StreamSnapshot {
-            name: self.name.clone(),
-            incarnation: self.snapshots.borrow().incarnation,
-            main: Some(Arc::new(snap)),
-            variant,
-            closed: false,
-        };
-        self.snapshots.send_replace(Arc::new(next));
-    }
-
-    fn variant(&self, snap: &packager::rendition::RenditionSnapshot) -> Option<VariantInfo> {
-        let video = self.video.as_ref()?;
-        let mut codecs = video.rfc6381();
-        if let Some(audio) = self.segmenter.audio_codec() {
-            codecs.push(',');
-            codecs.push_str(&audio.rfc6381());
+        let incarnation = self.snapshots.borrow().incarnation;
+        if let Some(next) = self.renditions.snapshot(
+            &self.name,
+            incarnation,
+            self.video.as_ref(),
+            &self.segmenter,
+        ) {
+            self.snapshots.send_replace(Arc::new(next));
         }
-        let resolution = match video {
-            Codec::H264 { width, height, .. } => Some((*width, *height)),
-            Codec::Aac { .. } => None,
-        };
-        let rate = |bytes: usize, d: MediaTime| -> u64 {
-            let secs = d.as_secs_f64();
-            if secs <= 0.0 {
-                0
-            } else {
-                (bytes as f64 * 8.0 / secs) as u64
-            }
-        };
-        let (mut peak, mut total_bytes, mut total_time) = (0, 0, MediaTime::ZERO);
-        for s in &snap.segments {
-            peak = peak.max(rate(s.data.len(), s.duration));
-            total_bytes += s.data.len();
-            total_time = total_time + s.duration;
-        }
-        if snap.segments.is_empty() {
-            // Before the first segment completes, estimate from its parts.
-            for p in snap.open.iter().flat_map(|o| &o.parts) {
-                total_bytes += p.data.len();
-                total_time = total_time + p.duration;
-            }
-            peak = rate(total_bytes, total_time);
-        }
-        Some(VariantInfo {
-            codecs,
-            // Never advertise zero: players divide by it.
-            bandwidth: peak.max(1),
-            average_bandwidth: rate(total_bytes, total_time).max(1),
-            resolution,
-            frame_rate: self
-                .segmenter
-                .frame_duration()
-                .map(|f| 1.0 / f.as_secs_f64()),
-        })
     }
 }
 

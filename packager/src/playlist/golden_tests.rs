@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use crate::directives::Skip;
 use crate::playlist::{
-    MediaRenderOptions, Variant, render_media_playlist, render_media_playlist_delta,
-    render_multivariant,
+    AudioRendition, MediaRenderOptions, RenditionReport, Variant, render_media_playlist,
+    render_media_playlist_delta, render_media_playlist_with_reports, render_multivariant,
 };
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot, Segment};
 use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
@@ -33,6 +33,9 @@ const CASES: &[&str] = &[
     "delta_discontinuity_skipped.m3u8",
     "delta_none_skippable.m3u8",
     "multivariant.m3u8",
+    "multivariant_audio.m3u8",
+    "video_with_rendition_report.m3u8",
+    "audio_rendition.m3u8",
 ];
 
 fn golden_dir() -> PathBuf {
@@ -118,6 +121,7 @@ impl Builder {
                     index: PartIndex(u32::try_from(i).expect("few parts")),
                     duration: MediaTime(ticks),
                     independent: i == 0,
+                    gap: false,
                     data: Bytes::new(),
                 });
                 self.seq += 1;
@@ -359,6 +363,7 @@ fn multivariant() {
             codecs: "avc1.64001f,mp4a.40.2".to_owned(),
             resolution: Some((1280, 720)),
             frame_rate: Some(30_000.0 / 1001.0),
+            audio_group: None,
         },
         Variant {
             uri: "low/playlist.m3u8".to_owned(),
@@ -367,10 +372,90 @@ fn multivariant() {
             codecs: "avc1.42e01e,mp4a.40.2".to_owned(),
             resolution: Some((640, 360)),
             frame_rate: Some(25.0),
+            audio_group: None,
         },
     ];
-    let text = render_multivariant(&variants).expect("valid variants");
+    let text = render_multivariant(&variants, &[]).expect("valid variants");
     check("multivariant.m3u8", &text);
+}
+
+#[test]
+fn multivariant_with_an_audio_rendition() {
+    // Video and audio as separate renditions: BANDWIDTH is the sum of the
+    // video and audio peaks, CODECS lists both.
+    let variants = [Variant {
+        uri: "main/playlist.m3u8".to_owned(),
+        bandwidth: 3_328_000,
+        average_bandwidth: Some(2_928_000),
+        codecs: "avc1.64001f,mp4a.40.2".to_owned(),
+        resolution: Some((1280, 720)),
+        frame_rate: Some(30_000.0 / 1001.0),
+        audio_group: Some("audio".to_owned()),
+    }];
+    let audio = [AudioRendition {
+        group_id: "audio".to_owned(),
+        name: "audio".to_owned(),
+        uri: "audio/playlist.m3u8".to_owned(),
+        channels: 2,
+        default: true,
+    }];
+    let text = render_multivariant(&variants, &audio).expect("valid variants");
+    check("multivariant_audio.m3u8", &text);
+}
+
+#[test]
+fn video_with_rendition_report() {
+    // The video playlist reports where the audio rendition stands: the same
+    // MSN, and a part behind (its frames trail the video's in the TS mux).
+    let s = Builder::new(2, MediaTime(HALF), 10, 40)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .open(&[HALF, HALF], false)
+        .live(0);
+    let audio = Builder::new(2, MediaTime(46_080), 10, 40)
+        .segment(&[46_080, 44_160, 44_160, 46_080], false)
+        .segment(&[44_160, 46_080, 44_160, 46_080], false)
+        .open(&[44_160], false)
+        .live(0);
+    let reports = [RenditionReport::of("audio", &audio).expect("parts")];
+    let opts = MediaRenderOptions::for_params(&audio.params);
+    let text = render_media_playlist_with_reports(&s, &opts, None, &reports);
+    check("video_with_rendition_report.m3u8", &text);
+}
+
+#[test]
+fn audio_rendition() {
+    // The audio playlist: whole AAC frames (48 kHz: 1920 ticks each), so its
+    // PART-TARGET is its own; a part with no audio is a GAP; the video
+    // rendition is reported.
+    let mut b = Builder::new(2, MediaTime(46_080), 10, 40);
+    b.segment(&[46_080, 44_160, 44_160, 46_080], false)
+        .segment(&[44_160, 46_080, 44_160, 46_080], false)
+        .open(&[44_160, 46_080], false);
+    let mut s = b.live(0);
+    if let Some(open) = s.open.as_mut()
+        && let Some(last) = open.parts.last_mut()
+    {
+        *last = Arc::new(Part {
+            seq: last.seq,
+            index: last.index,
+            duration: MediaTime(HALF),
+            independent: true,
+            gap: true,
+            data: Bytes::new(),
+        });
+    }
+    let video = Builder::new(2, MediaTime(HALF), 10, 40)
+        .segment(&FULL, false)
+        .segment(&FULL, false)
+        .open(&[HALF, HALF, HALF], false)
+        .live(0);
+    let reports = [RenditionReport::of("main", &video).expect("parts")];
+    // The same EXT-X-SERVER-CONTROL in every rendition, from the longest
+    // PART-TARGET (the audio's).
+    let opts = MediaRenderOptions::for_params(&s.params);
+    let text = render_media_playlist_with_reports(&s, &opts, None, &reports);
+    check("audio_rendition.m3u8", &text);
 }
 
 #[test]

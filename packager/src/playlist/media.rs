@@ -22,6 +22,8 @@
 //!   #EXT-X-DISCONTINUITY / #EXT-X-PROGRAM-DATE-TIME / #EXT-X-PART:…
 //! #EXT-X-PRELOAD-HINT:TYPE=PART,URI="part<seq>.m4s"   (while live)
 //! #EXT-X-ENDLIST                        (once ended)
+//! #EXT-X-RENDITION-REPORT:URI="../<name>/playlist.m3u8",LAST-MSN=…,LAST-PART=…
+//!                                       (one per other rendition of the stream)
 //! ```
 //!
 //! A Playlist Delta Update ([`render_media_playlist_delta`]) is the same text
@@ -50,6 +52,7 @@ use crate::playlist::tag::part::PartTag;
 use crate::playlist::tag::part_inf::PartInf;
 use crate::playlist::tag::preload_hint::PreloadHintPart;
 use crate::playlist::tag::program_date_time::ProgramDateTime;
+use crate::playlist::tag::rendition_report::{RenditionReport, RenditionReportTag};
 use crate::playlist::tag::server_control::{
     ServerControl, min_can_skip_until, min_hold_back, min_part_hold_back,
     recommended_part_hold_back,
@@ -203,10 +206,31 @@ impl MediaRenderOptions {
 /// bytes.
 #[must_use]
 pub fn render_media_playlist(s: &RenditionSnapshot, opts: &MediaRenderOptions) -> String {
+    render_media_playlist_with_reports(s, opts, None, &[])
+}
+
+/// Renders the media playlist of `s` as [`render_media_playlist`] does, or as
+/// [`render_media_playlist_delta`] does when `skip` is given, with one
+/// `EXT-X-RENDITION-REPORT` per entry of `reports` at the end: the other
+/// renditions of the stream (rfc8216bis Appendix B.1). Reports whose rendition
+/// name would not be a plain path segment are left out.
+#[must_use]
+pub fn render_media_playlist_with_reports(
+    s: &RenditionSnapshot,
+    opts: &MediaRenderOptions,
+    skip: Option<Skip>,
+    reports: &[RenditionReport],
+) -> String {
     MediaPlaylist {
         s,
         opts,
-        delta: false,
+        // Both values are answered alike (see `render_media_playlist_delta`);
+        // a new one needs a decision.
+        delta: match skip {
+            Some(Skip::Yes | Skip::V2) => true,
+            None => false,
+        },
+        reports,
     }
     .to_string()
 }
@@ -236,14 +260,7 @@ pub fn render_media_playlist_delta(
     opts: &MediaRenderOptions,
     skip: Skip,
 ) -> String {
-    // Both values are answered alike (see above); a new one needs a decision.
-    let (Skip::Yes | Skip::V2) = skip;
-    MediaPlaylist {
-        s,
-        opts,
-        delta: true,
-    }
-    .to_string()
+    render_media_playlist_with_reports(s, opts, Some(skip), &[])
 }
 
 fn target_duration(params: &PlaylistParams) -> MediaTime {
@@ -255,6 +272,7 @@ struct MediaPlaylist<'a> {
     opts: &'a MediaRenderOptions,
     /// A delta update was asked for (it is written only when allowed).
     delta: bool,
+    reports: &'a [RenditionReport],
 }
 
 impl MediaPlaylist<'_> {
@@ -479,6 +497,9 @@ impl fmt::Display for MediaPlaylist<'_> {
         } else if let Some(next) = s.next_part {
             writeln!(f, "{}", PreloadHintPart(next))?;
         }
+        for r in self.reports.iter().filter(|r| r.is_valid()) {
+            writeln!(f, "{}", RenditionReportTag(r))?;
+        }
         Ok(())
     }
 }
@@ -504,6 +525,7 @@ mod tests {
             index: PartIndex(index),
             duration: MediaTime::from_millis(ms),
             independent: index == 0,
+            gap: false,
             data: Bytes::new(),
         })
     }
@@ -628,6 +650,7 @@ mod tests {
                 s: &s,
                 opts: &opts,
                 delta: true,
+                reports: &[],
             };
             assert_eq!(
                 view.skipped_segments(opts.can_skip_until()),
@@ -714,6 +737,7 @@ mod tests {
             s: &s,
             opts: &MediaRenderOptions::for_params(&params()),
             delta: false,
+            reports: &[],
         };
         assert_eq!(view.part_window_start(), 3);
 
@@ -724,6 +748,7 @@ mod tests {
             s: &s,
             opts: &MediaRenderOptions::for_params(&params()),
             delta: false,
+            reports: &[],
         };
         assert_eq!(view.part_window_start(), 0);
     }

@@ -26,6 +26,8 @@ mod golden_tests;
 
 pub use media::{
     MediaOptionsError, MediaRenderOptions, render_media_playlist, render_media_playlist_delta,
+    render_media_playlist_with_reports,
 };
-pub use multivariant::{Variant, VariantError, render_multivariant};
+pub use multivariant::{AudioRendition, Variant, VariantError, render_multivariant};
 pub use names::{ObjectName, PLAYLIST_NAME, parse_object_name, part_uri, segment_uri};
+pub use tag::rendition_report::RenditionReport;

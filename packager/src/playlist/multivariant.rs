@@ -1,9 +1,11 @@
-//! The multivariant playlist: one `EXT-X-STREAM-INF` per variant.
+//! The multivariant playlist: one `EXT-X-MEDIA` per audio rendition, one
+//! `EXT-X-STREAM-INF` per variant.
 //!
 //! ```text
 //! #EXTM3U
 //! #EXT-X-INDEPENDENT-SEGMENTS
-//! #EXT-X-STREAM-INF:BANDWIDTH=…,AVERAGE-BANDWIDTH=…,CODECS="…",RESOLUTION=WxH,FRAME-RATE=29.970
+//! #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="audio/playlist.m3u8"
+//! #EXT-X-STREAM-INF:BANDWIDTH=…,AVERAGE-BANDWIDTH=…,CODECS="…",RESOLUTION=WxH,FRAME-RATE=29.970,AUDIO="audio"
 //! main/playlist.m3u8
 //! ```
 //!
@@ -11,8 +13,8 @@
 //! implicit one. rfc8216bis §4.4.1.2: the tag "MUST appear in all Playlists
 //! containing tags or attributes that are not compatible with protocol version
 //! 1"; §8 lists no multivariant tag or attribute we use (EXT-X-STREAM-INF with
-//! BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE;
-//! EXT-X-INDEPENDENT-SEGMENTS); and §6.2.1: the value "SHOULD NOT be greater than
+//! BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE, AUDIO;
+//! EXT-X-MEDIA; EXT-X-INDEPENDENT-SEGMENTS); and §6.2.1: the value "SHOULD NOT be greater than
 //! what is required for the tags and attributes in the Playlist". Each media
 //! playlist carries its own version (6 or 9).
 
@@ -20,6 +22,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::playlist::tag::media_rendition::MediaTag;
 use crate::playlist::tag::stream_inf::StreamInf;
 
 /// One variant stream: a media playlist and what a player needs to choose it.
@@ -28,7 +31,10 @@ pub struct Variant {
     /// The media playlist, relative to the multivariant playlist, e.g.
     /// `main/playlist.m3u8`.
     pub uri: String,
-    /// `BANDWIDTH`: peak segment bit rate, bits per second.
+    /// `BANDWIDTH`: peak segment bit rate, bits per second; with an audio
+    /// group, video and audio peaks together (rfc8216bis §4.4.6.2: "the largest
+    /// sum of peak segment bit rates that is produced by any playable
+    /// combination of Renditions").
     pub bandwidth: u64,
     /// `AVERAGE-BANDWIDTH`: average segment bit rate, bits per second.
     pub average_bandwidth: Option<u64>,
@@ -39,6 +45,49 @@ pub struct Variant {
     pub resolution: Option<(u16, u16)>,
     /// `FRAME-RATE`: maximum frame rate, written with three decimals.
     pub frame_rate: Option<f64>,
+    /// `AUDIO`: the `GROUP-ID` of the audio renditions that play with it.
+    pub audio_group: Option<String>,
+}
+
+/// An audio rendition (`EXT-X-MEDIA:TYPE=AUDIO`) of a group that variants
+/// name in their `AUDIO` attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioRendition {
+    pub group_id: String,
+    /// `NAME`: "a human-readable description of the Rendition" (§4.4.6.1).
+    pub name: String,
+    /// The rendition's media playlist, relative to the multivariant playlist.
+    pub uri: String,
+    /// `CHANNELS`: the number of audio channels.
+    pub channels: u16,
+    /// `DEFAULT=YES`: played when the user expresses no preference.
+    pub default: bool,
+}
+
+impl AudioRendition {
+    /// Checks that the rendition can be written without breaking the syntax.
+    ///
+    /// # Errors
+    /// [`VariantError::BadAudioRendition`] with `index`.
+    pub fn validate(&self, index: usize) -> Result<(), VariantError> {
+        let ok = quoted_string_ok(&self.group_id)
+            && quoted_string_ok(&self.name)
+            && quoted_string_ok(&self.uri)
+            && self.channels > 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(VariantError::BadAudioRendition { index })
+        }
+    }
+}
+
+/// rfc8216bis §4.2 (quoted-string): "The following characters MUST NOT
+/// appear in a quoted-string: line feed (0xA), carriage return (0xD), or
+/// double quote (0x22). The string MUST be non-empty, unless specifically
+/// allowed."
+fn quoted_string_ok(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c == '"' || c.is_control())
 }
 
 /// A variant that cannot be written as it is. `index` is its position in the
@@ -57,6 +106,12 @@ pub enum VariantError {
     ZeroResolution { index: usize },
     #[error("variant {index}: FRAME-RATE is not a positive finite number")]
     BadFrameRate { index: usize },
+    #[error("variant {index}: AUDIO names no audio rendition's GROUP-ID")]
+    UnknownAudioGroup { index: usize },
+    #[error(
+        "audio rendition {index}: an attribute is empty or not a quoted-string, or CHANNELS is 0"
+    )]
+    BadAudioRendition { index: usize },
 }
 
 impl Variant {
@@ -75,13 +130,7 @@ impl Variant {
         if !uri_ok {
             return Err(VariantError::BadUri { index });
         }
-        // rfc8216bis §4.2 (quoted-string): "The following characters MUST NOT
-        // appear in a quoted-string: line feed (0xA), carriage return (0xD), or
-        // double quote (0x22). The string MUST be non-empty, unless specifically
-        // allowed."
-        let codecs_ok =
-            !self.codecs.is_empty() && !self.codecs.chars().any(|c| c == '"' || c.is_control());
-        if !codecs_ok {
+        if !quoted_string_ok(&self.codecs) {
             return Err(VariantError::BadCodecs { index });
         }
         // Peak and average as rfc8216bis §4.4.6.2 defines them: an average above
@@ -107,22 +156,41 @@ impl Variant {
     }
 }
 
-/// Renders the multivariant playlist listing `variants` in the given order.
+/// Renders the multivariant playlist listing `audio` renditions and
+/// `variants` in the given order.
 ///
 /// # Errors
-/// [`VariantError`] when the list is empty or a variant fails
-/// [`Variant::validate`]; nothing is rendered then.
-pub fn render_multivariant(variants: &[Variant]) -> Result<String, VariantError> {
+/// [`VariantError`] when there is no variant, a variant fails
+/// [`Variant::validate`] or names an audio group not in `audio`, or an audio
+/// rendition fails [`AudioRendition::validate`]; nothing is rendered then.
+pub fn render_multivariant(
+    variants: &[Variant],
+    audio: &[AudioRendition],
+) -> Result<String, VariantError> {
     if variants.is_empty() {
         return Err(VariantError::NoVariants);
     }
+    for (index, a) in audio.iter().enumerate() {
+        a.validate(index)?;
+    }
     for (index, v) in variants.iter().enumerate() {
         v.validate(index)?;
+        // rfc8216bis §4.4.6.2 (AUDIO): "It MUST match the value of the
+        // GROUP-ID attribute of an EXT-X-MEDIA tag elsewhere in the
+        // Multivariant Playlist whose TYPE attribute is AUDIO."
+        if let Some(group) = &v.audio_group
+            && !audio.iter().any(|a| a.group_id == *group)
+        {
+            return Err(VariantError::UnknownAudioGroup { index });
+        }
     }
-    Ok(Multivariant(variants).to_string())
+    Ok(Multivariant { variants, audio }.to_string())
 }
 
-struct Multivariant<'a>(&'a [Variant]);
+struct Multivariant<'a> {
+    variants: &'a [Variant],
+    audio: &'a [AudioRendition],
+}
 
 impl fmt::Display for Multivariant<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -134,7 +202,10 @@ impl fmt::Display for Multivariant<'_> {
         // appears in a Multivariant Playlist, it applies to every Media Segment in
         // every Media Playlist in the Multivariant Playlist."
         writeln!(f, "#EXT-X-INDEPENDENT-SEGMENTS")?;
-        for v in self.0 {
+        for a in self.audio {
+            writeln!(f, "{}", MediaTag(a))?;
+        }
+        for v in self.variants {
             writeln!(f, "{}", StreamInf(v))?;
         }
         Ok(())
@@ -153,12 +224,13 @@ mod tests {
             codecs: "avc1.64001f,mp4a.40.2".to_owned(),
             resolution: Some((1280, 720)),
             frame_rate: Some(30_000.0 / 1001.0),
+            audio_group: None,
         }
     }
 
     #[test]
     fn renders_all_attributes() {
-        let text = render_multivariant(&[variant()]).expect("valid variant");
+        let text = render_multivariant(&[variant()], &[]).expect("valid variant");
         assert_eq!(
             text,
             "#EXTM3U\n\
@@ -178,8 +250,9 @@ mod tests {
             codecs: "mp4a.40.2".to_owned(),
             resolution: None,
             frame_rate: None,
+            audio_group: None,
         };
-        let text = render_multivariant(&[v]).expect("valid variant");
+        let text = render_multivariant(&[v], &[]).expect("valid variant");
         assert!(text.ends_with(
             "#EXT-X-STREAM-INF:BANDWIDTH=128000,CODECS=\"mp4a.40.2\"\naudio/playlist.m3u8\n"
         ));
@@ -190,7 +263,7 @@ mod tests {
         let with = |f: fn(&mut Variant)| {
             let mut v = variant();
             f(&mut v);
-            render_multivariant(&[variant(), v])
+            render_multivariant(&[variant(), v], &[])
         };
         type Mutation = fn(&mut Variant);
         let table: [(Mutation, VariantError); 10] = [
@@ -232,6 +305,48 @@ mod tests {
         for (mutate, want) in table {
             assert_eq!(with(mutate), Err(want));
         }
-        assert_eq!(render_multivariant(&[]), Err(VariantError::NoVariants));
+        assert_eq!(render_multivariant(&[], &[]), Err(VariantError::NoVariants));
+    }
+
+    fn audio() -> AudioRendition {
+        AudioRendition {
+            group_id: "audio".to_owned(),
+            name: "audio".to_owned(),
+            uri: "audio/playlist.m3u8".to_owned(),
+            channels: 2,
+            default: true,
+        }
+    }
+
+    #[test]
+    fn audio_group_is_declared_and_named() {
+        let v = Variant {
+            audio_group: Some("audio".to_owned()),
+            ..variant()
+        };
+        let text = render_multivariant(std::slice::from_ref(&v), &[audio()]).expect("valid");
+        assert_eq!(
+            text,
+            "#EXTM3U\n\
+             #EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
+             AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/playlist.m3u8\"\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2500000,\
+             CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,\
+             AUDIO=\"audio\"\n\
+             main/playlist.m3u8\n"
+        );
+        assert_eq!(
+            render_multivariant(std::slice::from_ref(&v), &[]),
+            Err(VariantError::UnknownAudioGroup { index: 0 })
+        );
+        let bad = AudioRendition {
+            name: "a\"b".to_owned(),
+            ..audio()
+        };
+        assert_eq!(
+            render_multivariant(&[v], &[bad]),
+            Err(VariantError::BadAudioRendition { index: 0 })
+        );
     }
 }

@@ -9,10 +9,12 @@
 pub(crate) mod discontinuity;
 pub(crate) mod extinf;
 pub(crate) mod map;
+pub(crate) mod media_rendition;
 pub(crate) mod part;
 pub(crate) mod part_inf;
 pub(crate) mod preload_hint;
 pub(crate) mod program_date_time;
+pub(crate) mod rendition_report;
 pub(crate) mod server_control;
 pub(crate) mod skip;
 pub(crate) mod stream_inf;

@@ -10,7 +10,7 @@ use crate::playlist::decimal::Secs;
 use crate::playlist::names::ObjectName;
 use crate::rendition::Part;
 
-/// `#EXT-X-PART:DURATION=<s>,URI="part<seq>.m4s"[,INDEPENDENT=YES]`.
+/// `#EXT-X-PART:DURATION=<s>,URI="part<seq>.m4s"[,INDEPENDENT=YES][,GAP=YES]`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PartTag<'a>(pub(crate) &'a Part);
 
@@ -28,6 +28,11 @@ impl fmt::Display for PartTag<'_> {
         // clients can join and switch Renditions."
         if part.independent {
             f.write_str(",INDEPENDENT=YES")?;
+        }
+        // rfc8216bis §4.4.4.9 (GAP): "indicates that the Partial Segment is not
+        // available"; clients skip it rather than request it.
+        if part.gap {
+            f.write_str(",GAP=YES")?;
         }
         Ok(())
     }

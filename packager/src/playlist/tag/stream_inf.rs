@@ -5,7 +5,7 @@ use std::fmt;
 use crate::playlist::decimal::FrameRate;
 use crate::playlist::multivariant::Variant;
 
-/// `#EXT-X-STREAM-INF:BANDWIDTH=…[,AVERAGE-BANDWIDTH=…],CODECS="…"[,RESOLUTION=WxH][,FRAME-RATE=…]`
+/// `#EXT-X-STREAM-INF:BANDWIDTH=…[,AVERAGE-BANDWIDTH=…],CODECS="…"[,RESOLUTION=WxH][,FRAME-RATE=…][,AUDIO="…"]`
 /// followed by the variant's URI line. Written only for variants that passed
 /// `Variant::validate`.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +30,13 @@ impl fmt::Display for StreamInf<'_> {
         }
         if let Some(fps) = v.frame_rate {
             write!(f, ",FRAME-RATE={}", FrameRate(fps))?;
+        }
+        // rfc8216bis §4.4.6.2 (AUDIO): "It MUST match the value of the
+        // GROUP-ID attribute of an EXT-X-MEDIA tag elsewhere in the
+        // Multivariant Playlist whose TYPE attribute is AUDIO" (checked by
+        // `render_multivariant`).
+        if let Some(group) = &v.audio_group {
+            write!(f, ",AUDIO=\"{group}\"")?;
         }
         // rfc8216bis §4.4.6.2: "The URI line that follows the EXT-X-STREAM-INF tag
         // specifies a Media Playlist that carries a Rendition of the Variant
