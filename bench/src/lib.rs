@@ -7,6 +7,7 @@
 
 pub mod fmp4;
 pub mod http1;
+pub mod impair;
 pub mod playlist;
 pub mod stats;
 pub mod ts;
