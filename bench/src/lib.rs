@@ -9,5 +9,6 @@ pub mod fmp4;
 pub mod http1;
 pub mod impair;
 pub mod playlist;
+pub mod probe;
 pub mod stats;
 pub mod ts;
