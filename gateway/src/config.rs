@@ -32,6 +32,7 @@ pub struct Config {
     pub srt: SrtConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
+    pub srtla: SrtlaConfig,
     /// Per-stream settings, by stream name.
     pub streams: BTreeMap<String, StreamConfig>,
 }
@@ -112,6 +113,33 @@ impl Default for HlsConfig {
     }
 }
 
+/// SRTLA (bonded SRT) ingest; see `ingest::srtla`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SrtlaConfig {
+    /// UDP address bonded senders register with; off unless set.
+    pub listen: Option<SocketAddr>,
+    /// Groups (bonded sessions, registered or registering) at once.
+    pub max_groups: usize,
+    pub max_links_per_group: usize,
+    /// A group with no link this long after its REG1 is removed.
+    pub registration_timeout_ms: u64,
+    /// A link silent this long is removed; a group goes with its last link.
+    pub link_timeout_ms: u64,
+}
+
+impl Default for SrtlaConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_groups: 200,
+            max_links_per_group: 16,
+            registration_timeout_ms: 10_000,
+            link_timeout_ms: 10_000,
+        }
+    }
+}
+
 #[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamConfig {
@@ -187,6 +215,15 @@ impl Config {
             "HLS_PART_TARGET_MS" => self.hls.part_target_ms = num(value).map_err(bad)?,
             "HLS_WINDOW_SEGMENTS" => self.hls.window_segments = num(value).map_err(bad)?,
             "HLS_LINGER_MS" => self.hls.linger_ms = num(value).map_err(bad)?,
+            "SRTLA_LISTEN" => self.srtla.listen = Some(num(value).map_err(bad)?),
+            "SRTLA_MAX_GROUPS" => self.srtla.max_groups = num(value).map_err(bad)?,
+            "SRTLA_MAX_LINKS_PER_GROUP" => {
+                self.srtla.max_links_per_group = num(value).map_err(bad)?;
+            }
+            "SRTLA_REGISTRATION_TIMEOUT_MS" => {
+                self.srtla.registration_timeout_ms = num(value).map_err(bad)?;
+            }
+            "SRTLA_LINK_TIMEOUT_MS" => self.srtla.link_timeout_ms = num(value).map_err(bad)?,
             _ => {
                 if let Some(stream) = key
                     .strip_prefix("STREAM_")
@@ -223,6 +260,18 @@ impl Config {
         }
         if self.srt.max_connections == 0 {
             return Err(invalid("srt.max_connections", "must be at least 1"));
+        }
+        if self.srtla.max_groups == 0 || self.srtla.max_links_per_group == 0 {
+            return Err(invalid(
+                "srtla.max_groups",
+                "srtla.max_groups and srtla.max_links_per_group must be at least 1",
+            ));
+        }
+        if self.srtla.registration_timeout_ms < 100 || self.srtla.link_timeout_ms < 100 {
+            return Err(invalid(
+                "srtla.link_timeout_ms",
+                "srtla timeouts must be at least 100 ms",
+            ));
         }
         for (name, s) in &self.streams {
             if !crate::stream::valid_name(name) {
@@ -269,6 +318,18 @@ impl SrtConfig {
     }
 }
 
+impl SrtlaConfig {
+    #[must_use]
+    pub fn receiver(&self) -> crate::ingest::srtla::receiver::ReceiverConfig {
+        crate::ingest::srtla::receiver::ReceiverConfig {
+            max_groups: self.max_groups,
+            max_links_per_group: self.max_links_per_group,
+            registration_timeout: Duration::from_millis(self.registration_timeout_ms),
+            link_timeout: Duration::from_millis(self.link_timeout_ms),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,9 +358,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.hls.part_target_ms, 300);
+        assert_eq!(cfg.srtla.listen, None);
         assert_eq!(cfg.passphrase("show"), Some("fromtheenv!"));
         cfg.validate().unwrap();
         assert!(!cfg.redacted_toml().contains("fromtheenv"));
+    }
+
+    #[test]
+    fn srtla_section_and_env() {
+        let f = write("[srtla]\nlisten = \"127.0.0.1:5000\"\nmax_links_per_group = 4\n");
+        let cfg = Config::load(
+            Some(f.path()),
+            [("DROPLINE_SRTLA_LINK_TIMEOUT_MS".into(), "15000".into())],
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let r = cfg.srtla.receiver();
+        assert_eq!(
+            cfg.srtla.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 5000)))
+        );
+        assert_eq!(r.max_links_per_group, 4);
+        assert_eq!(r.link_timeout, Duration::from_secs(15));
+        assert_eq!(r.max_groups, 200);
+        let mut bad = cfg;
+        bad.srtla.max_groups = 0;
+        assert!(bad.validate().unwrap_err().to_string().contains("srtla"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `dropline`: the gateway binary.
 //!
 //! Contract for scripts: once every listener is bound, one stdout line
-//! `dropline ready srt=IP:PORT http=IP:PORT` lists them.
+//! `dropline ready srt=IP:PORT http=IP:PORT [srtla=IP:PORT]` lists them.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use gateway::config::Config;
 use gateway::http::{AppState, router};
 use gateway::ingest::srt::SrtIngest;
+use gateway::ingest::srtla;
 use gateway::media::TestSource;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
@@ -53,6 +54,9 @@ struct ServeArgs {
     /// HTTP listen address, e.g. 0.0.0.0:8080; port 0 picks one.
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// SRTLA (bonded SRT) listen address (UDP); off unless set here or in the config.
+    #[arg(long)]
+    srtla_listen: Option<SocketAddr>,
     /// Folder of the demo player page.
     #[arg(long)]
     web_root: Option<PathBuf>,
@@ -94,6 +98,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(a) = args.http_listen {
         cfg.http.listen = a;
     }
+    if let Some(a) = args.srtla_listen {
+        cfg.srtla.listen = Some(a);
+    }
     if let Some(w) = args.web_root {
         cfg.http.web_root = w;
     }
@@ -113,11 +120,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", cfg.http.listen))?;
     let http_addr = http.local_addr()?;
+    let srtla = match cfg.srtla.listen {
+        Some(listen) => Some(
+            srtla::io::SrtlaIngest::bind(listen, cfg.srtla.receiver())
+                .await
+                .with_context(|| format!("binding SRTLA on {listen}"))?,
+        ),
+        None => None,
+    };
+    let srtla_stats = match &srtla {
+        Some(s) => s.stats(),
+        None => tokio::sync::watch::channel(Arc::default()).1,
+    };
 
     let app = router(AppState {
         registry,
         web_root: cfg.http.web_root.clone(),
-    });
+    })
+    .merge(srtla::api::router(srtla_stats));
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http, app)
@@ -125,10 +145,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
     });
     let srt_task = tokio::spawn(srt.run(shutdown.clone()));
+    let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
+    if let Some(s) = srtla {
+        ready.push_str(&format!(" srtla={}", s.local_addr()));
+        // Each group reaches the SRT listener like any other caller.
+        tokio::spawn(s.run(loopback_of(srt_addr), shutdown.clone()));
+    }
 
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "dropline ready srt={srt_addr} http={http_addr}")?;
+        writeln!(out, "{ready}")?;
         out.flush()?;
     }
     info!(%srt_addr, %http_addr, "listening");

@@ -1,4 +1,5 @@
-//! Contribution ingest: SRT publishers.
+//! Contribution ingest: SRT publishers, directly or bonded over SRTLA.
 
 pub mod srt;
+pub mod srtla;
 pub mod streamid;

@@ -1,0 +1,14 @@
+//! SRTLA (SRT link aggregation) ingest: bonded senders spread one SRT
+//! session over several links (cellular modems); the receiver merges them
+//! into one SRT connection to the gateway's own SRT listener, so stream ids,
+//! passphrases and limits apply unchanged.
+//!
+//! `packet` is the wire format, `receiver` the sans-IO group/link state
+//! machine, `stats` its counters, `io` the UDP shell, `api` the JSON view.
+//! Protocol source: `shared/notes/srtla.md`.
+
+pub mod api;
+pub mod io;
+pub mod packet;
+pub mod receiver;
+pub mod stats;
