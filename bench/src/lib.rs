@@ -10,5 +10,6 @@ pub mod http1;
 pub mod impair;
 pub mod playlist;
 pub mod probe;
+pub mod srtla_sender;
 pub mod stats;
 pub mod ts;
