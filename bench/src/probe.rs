@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
-use srt_tokio::{SrtListener, SrtSocket};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use srt_tokio::SrtListener;
 use tokio::net::UdpSocket;
 
 /// Bytes per message: 7 TS packets, what live SRT publishers send.
@@ -23,7 +26,8 @@ pub struct Received {
 /// A listener with latency `latency` on 127.0.0.1; accepts one caller and logs its messages.
 pub struct Sink {
     pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<anyhow::Result<Vec<(u64, Instant)>>>,
+    log: Arc<Mutex<Vec<(u64, Instant)>>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Sink {
@@ -36,6 +40,8 @@ impl Sink {
             .bind(addr)
             .await
             .context("SRT sink listener")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let got = Arc::clone(&log);
         let task = tokio::spawn(async move {
             let req = incoming
                 .incoming()
@@ -43,56 +49,116 @@ impl Sink {
                 .await
                 .context("sink listener closed")?;
             let mut sock = req.accept(None).await.context("sink accept")?;
-            let mut got = Vec::new();
             while let Some(Ok((_, data))) = sock.next().await {
                 let now = Instant::now();
-                if let Some(seq) = data.get(..8).and_then(|b| b.try_into().ok()) {
-                    got.push((u64::from_be_bytes(seq), now));
+                if let (Some(seq), Ok(mut g)) =
+                    (data.get(..8).and_then(|b| b.try_into().ok()), got.lock())
+                {
+                    g.push((u64::from_be_bytes(seq), now));
                 }
             }
             drop((listener, incoming));
-            Ok(got)
+            Ok(())
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, log, task })
     }
 
-    /// Waits (up to `wait`) for the caller to close, then returns what arrived.
-    pub async fn finish(self, sent: usize, wait: Duration) -> anyhow::Result<Received> {
-        let abort = self.task.abort_handle();
-        let got = match tokio::time::timeout(wait, self.task).await {
-            Ok(r) => r.context("sink task")??,
-            Err(_) => {
-                abort.abort();
-                anyhow::bail!("SRT sink did not see the caller close within {wait:?}");
-            }
-        };
+    /// Whether anything has arrived yet.
+    fn heard(&self) -> bool {
+        self.log.lock().is_ok_and(|g| !g.is_empty())
+    }
+
+    /// Stops listening and returns what arrived, for `sent` messages numbered from 0.
+    #[must_use]
+    pub fn finish(self, sent: usize) -> Received {
+        self.task.abort();
         let mut r = Received {
             at: vec![None; sent],
         };
-        for (seq, at) in got {
+        let log = self.log.lock().map(|g| g.clone()).unwrap_or_default();
+        for (seq, at) in log {
             if let Some(slot) = usize::try_from(seq).ok().and_then(|s| r.at.get_mut(s)) {
                 slot.get_or_insert(at);
             }
         }
-        Ok(r)
+        r
     }
 }
 
-/// Calls `addr` with stream id `sid`.
-pub async fn call(addr: SocketAddr, sid: &str, latency: Duration) -> anyhow::Result<SrtSocket> {
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        SrtSocket::builder().latency(latency).call(addr, Some(sid)),
-    )
-    .await
-    .with_context(|| format!("SRT call to {addr} timed out"))?
-    .with_context(|| format!("SRT call to {addr}"))
+/// An SRT caller the way encoders send: `srt-live-transmit` (libsrt, as in ffmpeg and
+/// GStreamer) reads UDP datagrams from this process and sends them as SRT messages to `addr`.
+/// (srt-tokio's own sender repairs loss poorly and fails its handshake over reordering links,
+/// so it would measure itself, not the path.) Killed when dropped.
+pub struct Caller {
+    child: tokio::process::Child,
+    udp: UdpSocket,
+}
+
+impl Caller {
+    /// Starts the caller towards `addr` and returns once `sink` has received from it: warm-up
+    /// messages (numbered `u64::MAX`, not logged as stream) go out until the connection is up.
+    pub async fn start(
+        addr: SocketAddr,
+        sid: &str,
+        latency: Duration,
+        sink: &Sink,
+    ) -> anyhow::Result<Self> {
+        let port = {
+            let probe = std::net::UdpSocket::bind("127.0.0.1:0").context("pick a port")?;
+            probe.local_addr()?.port()
+        };
+        let child = tokio::process::Command::new("srt-live-transmit")
+            .args([
+                "-q".to_owned(),
+                format!("udp://127.0.0.1:{port}"),
+                format!(
+                    "srt://{addr}?mode=caller&streamid={sid}&latency={}",
+                    latency.as_millis()
+                ),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start srt-live-transmit (package srt-tools)")?;
+        let udp = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .context("bind caller feed")?;
+        udp.connect(("127.0.0.1", port)).await?;
+        // srt-live-transmit connects the SRT side once the first datagram arrives, and drops
+        // what comes before the connection is up.
+        let mut warmup = vec![0u8; MESSAGE_BYTES];
+        warmup[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !sink.heard() {
+            ensure!(
+                Instant::now() < deadline,
+                "no SRT connection to {addr} within 15 s"
+            );
+            let _ = udp.send(&warmup).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let the warm-up's stragglers arrive before the numbered stream starts.
+        tokio::time::sleep(latency).await;
+        Ok(Self { child, udp })
+    }
+
+    async fn send(&self, msg: &[u8]) -> anyhow::Result<()> {
+        self.udp.send(msg).await.context("feed srt-live-transmit")?;
+        Ok(())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
 }
 
 /// Sends `MESSAGE_BYTES` messages at `kbps` for `duration`, numbered from 0; returns when each
-/// was handed to SRT. Closes the socket (after letting the tail drain for `drain`).
+/// was handed over. Stops the caller after letting the tail drain for `drain`.
 pub async fn send_paced(
-    mut sock: SrtSocket,
+    caller: Caller,
     kbps: u64,
     duration: Duration,
     drain: Duration,
@@ -110,11 +176,11 @@ pub async fn send_paced(
         buf.resize(MESSAGE_BYTES, 0);
         let msg: Bytes = buf.split().freeze();
         let now = Instant::now();
-        sock.send((now, msg)).await.context("SRT send")?;
+        caller.send(&msg).await?;
         sent.push(now);
     }
     tokio::time::sleep(drain).await;
-    let _ = tokio::time::timeout(Duration::from_secs(3), sock.close_and_finish()).await;
+    caller.stop().await;
     Ok(sent)
 }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
 usage: bonding-bench [--links N] [--link-kbps R] [--loss P] [--delay-ms D] [--jitter-ms J]
-                     [--srt-latency-ms L] [--seconds S] [--only latency|throughput|recovery]
+                     [--srt-latency-ms L] [--seconds S] [--only latency|loss|throughput|recovery]
                      [--json-out FILE]
 
   --links N           impaired links (default 3)
@@ -90,7 +90,10 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     ensure!(a.links >= 2, "--links must be at least 2 (one is killed)");
-    ensure!(a.link_kbps > 0 && a.seconds >= 4, "--link-kbps > 0, --seconds >= 4");
+    ensure!(
+        a.link_kbps > 0 && a.seconds >= 4,
+        "--link-kbps > 0, --seconds >= 4"
+    );
     Ok(a)
 }
 
@@ -145,6 +148,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.wants("latency") {
         json["latency"] = latency(&args).await?;
     }
+    if args.wants("loss") {
+        json["loss_repair"] = loss_repair(&args).await?;
+    }
     if args.wants("throughput") {
         json["throughput"] = throughput(&args).await?;
     }
@@ -192,12 +198,11 @@ impl Far {
         self.srtla.as_ref().map_or(self.sink.addr, |s| s.0)
     }
 
-    async fn finish(self, sent: usize) -> anyhow::Result<probe::Received> {
-        let got = self.sink.finish(sent, Duration::from_secs(10)).await;
+    fn finish(self, sent: usize) -> probe::Received {
         if let Some((_, stop)) = self.srtla {
             stop.cancel();
         }
-        got
+        self.sink.finish(sent)
     }
 }
 
@@ -290,6 +295,8 @@ struct RunResult {
     sent: Vec<Instant>,
     got: probe::Received,
     marks: Vec<Instant>,
+    /// What each relay did (client → receiver direction).
+    links: Vec<bench::impair::Stats>,
 }
 
 async fn probe_run<F, Fut>(
@@ -302,7 +309,8 @@ async fn probe_run<F, Fut>(
 ) -> anyhow::Result<RunResult>
 where
     F: FnOnce(Vec<Relay>, Option<SrtlaSend>, SocketAddr) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<(Vec<Instant>, Vec<Relay>, Option<SrtlaSend>)>>,
+    Fut:
+        std::future::Future<Output = anyhow::Result<(Vec<Instant>, Vec<Relay>, Option<SrtlaSend>)>>,
 {
     let far = Far::start(args.srt_latency, bonded).await?;
     let mut relays = Vec::new();
@@ -316,16 +324,29 @@ where
         None
     };
     let entry = sender.as_ref().map_or(addrs[0], |s| s.srt);
-    let caller = probe::call(entry, "publish:bench", args.srt_latency).await?;
-    let send = tokio::spawn(probe::send_paced(caller, kbps, duration, args.srt_latency * 2));
+    let caller = probe::Caller::start(entry, "publish:bench", args.srt_latency, &far.sink).await?;
+    let send = tokio::spawn(probe::send_paced(
+        caller,
+        kbps,
+        duration,
+        args.srt_latency * 2,
+    ));
     let (marks, relays, sender) = during(relays, sender, far.entry()).await?;
     let sent = send.await.context("sender task")??;
-    let got = far.finish(sent.len()).await?;
+    let got = far.finish(sent.len());
     if let Some(s) = sender {
         s.stop().await;
     }
-    drop(relays);
-    Ok(RunResult { sent, got, marks })
+    let mut links = Vec::new();
+    for r in &relays {
+        links.push(r.stats().await.context("relay stopped")?.up);
+    }
+    Ok(RunResult {
+        sent,
+        got,
+        marks,
+        links,
+    })
 }
 
 async fn idle(
@@ -336,11 +357,27 @@ async fn idle(
     Ok((Vec::new(), relays, sender))
 }
 
+/// Per link (sender → receiver): datagrams in, delivered, and dropped by loss / queue / death.
+fn print_links(links: &[bench::impair::Stats]) {
+    for (i, l) in links.iter().enumerate() {
+        println!(
+            "  link {i}: {} datagrams in, {} delivered, dropped: {} loss, {} queue, {} dead",
+            l.received,
+            l.delivered,
+            l.lost,
+            l.dropped_queue,
+            l.dropped_down + l.flushed
+        );
+    }
+}
+
 /// 1. Added latency: one clean link, with and without SRTLA.
 async fn latency(args: &Args) -> anyhow::Result<serde_json::Value> {
     let kbps = 2000;
     let secs = Duration::from_secs(args.seconds.min(15));
-    println!("\n1. added latency: one clean link, {kbps} kb/s for {secs:?}, without and with SRTLA");
+    println!(
+        "\n1. added latency: one clean link, {kbps} kb/s for {secs:?}, without and with SRTLA"
+    );
     println!("{}", Summary::header());
     let mut out = serde_json::Map::new();
     let mut p50 = [0.0; 2];
@@ -356,7 +393,10 @@ async fn latency(args: &Args) -> anyhow::Result<serde_json::Value> {
         };
         println!("{}", s.row(label));
         if lost > 0 {
-            println!("  ({lost} of {} messages lost on a clean link)", r.sent.len());
+            println!(
+                "  ({lost} of {} messages lost on a clean link)",
+                r.sent.len()
+            );
         }
         (p50[k], p99[k]) = (s.p50, s.p99);
         out.insert(
@@ -373,6 +413,37 @@ async fn latency(args: &Args) -> anyhow::Result<serde_json::Value> {
         "added_ms".to_owned(),
         serde_json::json!({"p50": (p50[1] - p50[0]) / 1000.0, "p99": (p99[1] - p99[0]) / 1000.0}),
     );
+    Ok(out.into())
+}
+
+/// 1b. Loss repair: the same lossy link carrying plain SRT and SRTLA; SRT should repair both.
+async fn loss_repair(args: &Args) -> anyhow::Result<serde_json::Value> {
+    // Half the cap: room for SRT's retransmissions.
+    let kbps = args.link_kbps / 2;
+    let secs = Duration::from_secs(args.seconds.min(15));
+    let link = args.link()?;
+    println!(
+        "\n1b. loss repair: one link ({} % loss both ways, {}–{} ms), {kbps} kb/s for {secs:?}",
+        args.loss * 100.0,
+        args.delay_ms,
+        args.delay_ms + args.jitter_ms
+    );
+    let mut out = serde_json::Map::new();
+    for bonded in [false, true] {
+        let r = probe_run(args, bonded, std::slice::from_ref(&link), kbps, secs, idle).await?;
+        let lost = r.got.at.iter().filter(|g| g.is_none()).count();
+        let name = if bonded { "srtla" } else { "plain" };
+        println!(
+            "  {name:<6} {} sent, {lost} never delivered ({:.2} %)",
+            r.sent.len(),
+            100.0 * lost as f64 / r.sent.len().max(1) as f64
+        );
+        print_links(&r.links);
+        out.insert(
+            name.to_owned(),
+            serde_json::json!({"sent": r.sent.len(), "lost": lost}),
+        );
+    }
     Ok(out.into())
 }
 
@@ -428,20 +499,27 @@ async fn recovery(args: &Args) -> anyhow::Result<serde_json::Value> {
         args.links
     );
     let fresh = link.clone();
-    let r = probe_run(args, true, &vec![link; args.links], kbps, total, |relays, sender, entry| async move {
-        let t0 = Instant::now();
-        let mut sender = sender.context("bonded run without a sender")?;
-        tokio::time::sleep_until((t0 + kill_at).into()).await;
-        relays[0].set_state(LinkState::Down);
-        let killed = Instant::now();
-        tokio::time::sleep_until((t0 + add_at).into()).await;
-        let added_relay = relay(entry, &fresh, 99).await?;
-        sender.add_link(added_relay.local_addr()).await?;
-        let added = Instant::now();
-        let mut relays = relays;
-        relays.push(added_relay);
-        Ok((vec![killed, added], relays, Some(sender)))
-    })
+    let r = probe_run(
+        args,
+        true,
+        &vec![link; args.links],
+        kbps,
+        total,
+        |relays, sender, entry| async move {
+            let t0 = Instant::now();
+            let mut sender = sender.context("bonded run without a sender")?;
+            tokio::time::sleep_until((t0 + kill_at).into()).await;
+            relays[0].set_state(LinkState::Down);
+            let killed = Instant::now();
+            tokio::time::sleep_until((t0 + add_at).into()).await;
+            let added_relay = relay(entry, &fresh, 99).await?;
+            sender.add_link(added_relay.local_addr()).await?;
+            let added = Instant::now();
+            let mut relays = relays;
+            relays.push(added_relay);
+            Ok((vec![killed, added], relays, Some(sender)))
+        },
+    )
     .await?;
     let (killed, added) = (r.marks[0], r.marks[1]);
     let first = r.sent.first().copied().context("nothing sent")?;
@@ -463,6 +541,7 @@ async fn recovery(args: &Args) -> anyhow::Result<serde_json::Value> {
     ] {
         println!("{name:<28} {:>8} {:>10} {:>14.0}", d.sent, lost(d), d.kbps);
     }
+    print_links(&r.links);
     println!(
         "recovery after the death: {:.0} ms (last message lost, by send time; 0 = nothing lost)",
         rec.as_secs_f64() * 1000.0
