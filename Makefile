@@ -109,7 +109,7 @@ bench: deps-apt
 ##   make fuzz-smoke                   every target for FUZZ_SMOKE_SECONDS (20) each
 ##   make fuzz FUZZ_SECONDS=600        every target for FUZZ_SECONDS (300) each
 ##   make fuzz FUZZ_TARGETS=segmenter  one target
-FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist
+FUZZ_TARGETS ?= directives object_name streamid ts_demux segmenter media_playlist srtla
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 # No sanitizer by default: every crate of ours forbids unsafe code, and without ASan the targets run
@@ -119,6 +119,7 @@ FUZZ_CARGO := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
 # Longer inputs for the op-sequence targets: a few hundred frames.
 FUZZ_MAX_LEN_segmenter := 8192
 FUZZ_MAX_LEN_media_playlist := 4096
+FUZZ_MAX_LEN_srtla := 16384
 
 .PHONY: fuzz fuzz-smoke fuzz-build deps-fuzz
 
@@ -132,7 +133,7 @@ fuzz: fuzz-build
 	@failed=""; \
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/corpus/$$t; \
-	  max_len=$$(case $$t in segmenter) echo $(FUZZ_MAX_LEN_segmenter);; media_playlist) echo $(FUZZ_MAX_LEN_media_playlist);; *) echo 4096;; esac); \
+	  max_len=$$(case $$t in segmenter) echo $(FUZZ_MAX_LEN_segmenter);; media_playlist) echo $(FUZZ_MAX_LEN_media_playlist);; srtla) echo $(FUZZ_MAX_LEN_srtla);; *) echo 4096;; esac); \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
 	  $(FUZZ_CARGO) run --fuzz-dir fuzz -s $(FUZZ_SANITIZER) $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=$$max_len -timeout=10 -print_final_stats=1 \

@@ -64,6 +64,8 @@ pub struct Gateway {
     child: Child,
     pub srt: SocketAddr,
     pub http: SocketAddr,
+    /// The SRTLA listener, when the config enables one.
+    pub srtla: Option<SocketAddr>,
     pub log: LogBuffer,
     _dir: tempfile::TempDir,
 }
@@ -140,10 +142,15 @@ impl Gateway {
             "unexpected first line {line:?}"
         );
         let (srt, http) = (addr("srt="), addr("http="));
+        let srtla = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("srtla="))
+            .and_then(|a| a.parse().ok());
         Self {
             child,
             srt,
             http,
+            srtla,
             log,
             _dir: dir,
         }

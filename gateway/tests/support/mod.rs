@@ -14,6 +14,7 @@ pub mod peers;
 pub mod playlist;
 pub mod rng;
 pub mod srt_raw;
+pub mod srtla_send;
 
 use std::time::{Duration, Instant};
 
