@@ -461,16 +461,26 @@ async fn throughput(args: &Args) -> anyhow::Result<serde_json::Value> {
         "offered", "offered kb/s", "delivered kb/s", "of sum", "lost %"
     );
     let mut rows = Vec::new();
-    for share in [0.5, 0.7, 0.85, 1.0, 1.2] {
+    // Reference: plain SRT over one link with the same impairment and the whole sum as its cap.
+    let mut one_pipe = args.link()?;
+    one_pipe.rate_kbps = sum;
+    let steps = [0.5, 0.7, 0.85, 1.0, 1.2].map(|s| (s, true, &links[..]));
+    let reference = (0.85, false, std::slice::from_ref(&one_pipe));
+    for (share, bonded, path) in steps.into_iter().chain([reference]) {
         let kbps = (sum as f64 * share) as u64;
-        let r = probe_run(args, true, &links, kbps, secs, idle).await?;
-        // The first second holds registration and SRT's start; measure after it.
+        let r = probe_run(args, bonded, path, kbps, secs, idle).await?;
+        // The first second holds SRT's start; measure after it.
         let from = r.sent.first().copied().context("nothing sent")? + Duration::from_secs(1);
         let to = *r.sent.last().context("nothing sent")?;
         let d = probe::delivery(&r.sent, &r.got, from, to);
         let lost = 100.0 * (d.sent - d.delivered) as f64 / d.sent.max(1) as f64;
+        let name = if bonded {
+            ""
+        } else {
+            "  plain SRT, one link capped at the sum"
+        };
         println!(
-            "{:>7.0}% {:>12} {:>14.0} {:>11.1}% {:>8.2}",
+            "{:>7.0}% {:>12} {:>14.0} {:>11.1}% {:>8.2}{name}",
             share * 100.0,
             kbps,
             d.kbps,
@@ -478,8 +488,8 @@ async fn throughput(args: &Args) -> anyhow::Result<serde_json::Value> {
             lost
         );
         rows.push(serde_json::json!({
-            "offered_share": share, "offered_kbps": kbps, "delivered_kbps": d.kbps.round(),
-            "of_sum": d.kbps / sum as f64, "lost_pct": lost,
+            "bonded": bonded, "offered_share": share, "offered_kbps": kbps,
+            "delivered_kbps": d.kbps.round(), "of_sum": d.kbps / sum as f64, "lost_pct": lost,
         }));
     }
     Ok(serde_json::json!({"sum_kbps": sum, "steps": rows}))
