@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 const USAGE: &str = "\
 usage: bonding-bench [--links N] [--link-kbps R] [--loss P] [--delay-ms D] [--jitter-ms J]
                      [--srt-latency-ms L] [--seconds S] [--only latency|loss|throughput|recovery]
-                     [--json-out FILE]
+                     [--offered-kbps K] [--json-out FILE]
 
   --links N           impaired links (default 3)
   --link-kbps R       rate cap of each link (default 2000)
@@ -36,6 +36,7 @@ usage: bonding-bench [--links N] [--link-kbps R] [--loss P] [--delay-ms D] [--ji
   --jitter-ms J       uniform jitter on top, in order (default 110: 40-150 ms)
   --srt-latency-ms L  SRT latency of caller and listener (default 1000)
   --seconds S         length of each run (default 20; the sweep's steps last S/2)
+  --offered-kbps K    the recovery run's load (default 70 % of what the surviving links carry)
   --only PHASE        run one measurement
   --json-out FILE     also write the JSON result line to FILE
 environment: DROPLINE_SRTLA_SEND_BIN (default: srtla-send next to this binary)";
@@ -49,6 +50,7 @@ struct Args {
     jitter_ms: u64,
     srt_latency: Duration,
     seconds: u64,
+    offered_kbps: Option<u64>,
     only: Option<String>,
     json_out: Option<PathBuf>,
 }
@@ -62,6 +64,7 @@ fn parse_args() -> anyhow::Result<Args> {
         jitter_ms: 110,
         srt_latency: Duration::from_millis(1000),
         seconds: 20,
+        offered_kbps: None,
         only: None,
         json_out: None,
     };
@@ -84,6 +87,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 a.srt_latency = Duration::from_millis(v.parse().context("--srt-latency-ms")?);
             }
             "--seconds" => a.seconds = v.parse().context("--seconds")?,
+            "--offered-kbps" => a.offered_kbps = Some(v.parse().context("--offered-kbps")?),
             "--only" => a.only = Some(v),
             "--json-out" => a.json_out = Some(v.into()),
             other => bail!("unknown argument {other}\n{USAGE}"),
@@ -499,7 +503,9 @@ async fn throughput(args: &Args) -> anyhow::Result<serde_json::Value> {
 async fn recovery(args: &Args) -> anyhow::Result<serde_json::Value> {
     let sum = args.links as u64 * args.link_kbps;
     // What the links left after the death can still carry, with a margin.
-    let kbps = sum * (args.links as u64 - 1) / args.links as u64 * 7 / 10;
+    let kbps = args
+        .offered_kbps
+        .unwrap_or(sum * (args.links as u64 - 1) / args.links as u64 * 7 / 10);
     let total = Duration::from_secs(args.seconds);
     let (kill_at, add_at) = (total / 3, total * 2 / 3);
     let link = args.link()?;
