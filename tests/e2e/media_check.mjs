@@ -89,7 +89,7 @@ export function checkMedia(collected, dir, { fps = 30 } = {}) {
       problems.push(`seg ${a.msn} (PDT ${a.pdt}, ${a.duration} s) → seg ${b.msn} (PDT ${b.pdt}): not contiguous`);
     }
   }
-  if (problems.length || !collected.init) return { problems, frames: 0, seconds: 0 };
+  if (!collected.init || segs.length === 0) return { problems, frames: 0, seconds: 0 };
   const file = path.join(dir, 'stream.mp4');
   writeFileSync(file, Buffer.concat([collected.init, ...segs.map((s) => s.body)]));
   const decode = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-f', 'null', '-'], {
