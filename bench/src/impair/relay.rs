@@ -294,12 +294,12 @@ mod tests {
         b.connect(relay.local_addr()).await.unwrap();
         let t = Instant::now();
         assert_eq!(
-            echo(&a, b"from a", Duration::from_secs(2)).await.unwrap(),
+            echo(&a, b"from a", Duration::from_secs(5)).await.unwrap(),
             b"from a"
         );
         assert!(t.elapsed() >= Duration::from_millis(60), "delay both ways");
         assert_eq!(
-            echo(&b, b"from b", Duration::from_secs(2)).await.unwrap(),
+            echo(&b, b"from b", Duration::from_secs(5)).await.unwrap(),
             b"from b"
         );
         let stats = relay.stats().await.unwrap();
@@ -312,17 +312,29 @@ mod tests {
     #[tokio::test]
     async fn link_death_on_command_and_on_schedule() {
         let (server, _task) = echo_server().await;
-        let relay = Relay::start(config(server, LinkParams::default(), "down@300ms"))
+        // Waits for answers that must come are generous (a loaded machine); for those that
+        // must not, short.
+        let (must, must_not) = (Duration::from_secs(5), Duration::from_millis(300));
+        let dead = Relay::start(config(server, LinkParams::default(), "down@0s"))
+            .await
+            .unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(dead.local_addr()).await.unwrap();
+        assert_eq!(echo(&c, b"0", must_not).await, None, "dead on schedule");
+
+        let relay = Relay::start(config(server, LinkParams::default(), ""))
             .await
             .unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         c.connect(relay.local_addr()).await.unwrap();
-        let wait = Duration::from_millis(500);
-        assert!(echo(&c, b"1", wait).await.is_some());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(echo(&c, b"2", wait).await, None, "dead on schedule");
+        assert!(echo(&c, b"1", must).await.is_some());
+        // Commands share one queue with `stats`: once it answers, they have been applied.
+        relay.set_state(LinkState::Down);
+        relay.stats().await.unwrap();
+        assert_eq!(echo(&c, b"2", must_not).await, None, "dead on command");
         relay.set_state(LinkState::Up);
-        assert!(echo(&c, b"3", wait).await.is_some());
+        relay.stats().await.unwrap();
+        assert!(echo(&c, b"3", must).await.is_some());
         relay.set_params(
             LinkParams {
                 loss: Loss::Bernoulli(Probability::ONE),
@@ -330,7 +342,8 @@ mod tests {
             },
             LinkParams::default(),
         );
-        assert_eq!(echo(&c, b"4", wait).await, None, "all lost");
+        relay.stats().await.unwrap();
+        assert_eq!(echo(&c, b"4", must_not).await, None, "all lost");
         let stats = relay.stats().await.unwrap();
         assert_eq!((stats.up.dropped_down, stats.up.lost), (1, 1));
     }
