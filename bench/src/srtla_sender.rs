@@ -532,6 +532,8 @@ mod tests {
         rx: Receiver<RxRandom>,
         now: Instant,
         up: Vec<bool>,
+        /// Drop this many REG2 answers from the receiver.
+        lose_reg2: usize,
         to_srt: Vec<Bytes>,
         to_caller: Vec<Bytes>,
     }
@@ -556,6 +558,7 @@ mod tests {
                 ),
                 now,
                 up: vec![true; links],
+                lose_reg2: 0,
                 to_srt: Vec::new(),
                 to_caller: Vec::new(),
             };
@@ -585,6 +588,10 @@ mod tests {
                     match t {
                         Transmit::Link { to, payload } => {
                             let link = LinkId(u32::from(to.port() - 1000));
+                            if payload.len() == 258 && self.lose_reg2 > 0 {
+                                self.lose_reg2 -= 1;
+                                continue;
+                            }
                             if self.up.get(link.0 as usize) == Some(&true) {
                                 self.tx.handle_link_datagram(self.now, link, &payload);
                             }
@@ -630,6 +637,19 @@ mod tests {
             ]
         );
         assert_eq!(p.rx.size(), (1, 3));
+    }
+
+    #[test]
+    fn a_lost_reg2_answer_costs_one_second() {
+        let mut p = Pair::new(2);
+        p.lose_reg2 = 1;
+        p.tick(Duration::ZERO);
+        assert!(!p.tx.is_registered());
+        // REG1 is repeated a second later; the receiver answers it again.
+        p.tick(Duration::from_secs(1));
+        assert!(p.tx.is_registered());
+        assert_eq!(p.states(), vec![LinkState::Up, LinkState::Up]);
+        assert_eq!(p.rx.size(), (1, 2));
     }
 
     #[test]

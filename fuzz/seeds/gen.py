@@ -358,9 +358,32 @@ def segmenter_regressions():
                      seg_input(3000, 2000, 200, 0, False, ops + [FINISH]))
 
 
+def srtla_seeds():
+    """fuzz_targets/srtla.rs `Vec<Op>`: a group registered by REG1 and two
+    echoed REG2s, data spread over both links (ACKs at every 10th), a link
+    timing out, then the group ending with its last link."""
+    n = 7  # Link, Reg1, Reg2Echo, Data, Srt, SrtError, Advance
+
+    def reg1(frm, fill): return variant(1, n) + u8(frm) + u8(fill)
+    def echo(frm): return variant(2, n) + u8(frm)
+    def data(frm, sn, re=False): return variant(3, n) + u8(frm) + u32(sn) + u8(int(re))
+    def advance(ms): return variant(6, n) + u16(ms)
+
+    def seq(ops): return b"".join(b"\x01" + op for op in ops)
+    ops = [reg1(0, 7), echo(1), echo(2)]
+    ops += [data(1 + i % 2, 0x7FFFFFF0 + i) for i in range(30)]
+    ops += [data(1, 0x7FFFFFF5), data(2, 0x7FFFFFF6, True)]
+    ops += [advance(6000), data(2, 3), advance(6000), advance(11000)]
+    write("srtla", "register_spread_expire", seq(ops))
+    # Floods: REG1 from every address, more links than allowed.
+    ops = [reg1(i, i) for i in range(8)] + [echo(i) for i in range(16)]
+    write("srtla", "reg_floods", seq(ops))
+
+
 if __name__ == "__main__":
     text_seeds()
     ts_demux_seeds()
     segmenter_seeds()
     playlist_seeds()
     segmenter_regressions()
+    srtla_seeds()

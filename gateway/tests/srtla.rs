@@ -52,7 +52,17 @@ impl Bonded {
             send.wait_line(&format!("link up {i}"), SOON);
         }
         let ffmpeg = publish_av(send.srt, "publish:bond", "");
-        gw.wait_live("bond", Duration::from_secs(20));
+        let live = support::poll(Duration::from_secs(20), Duration::from_millis(100), || {
+            gw.playlist("bond").filter(MediaPlaylist::has_parts)
+        });
+        if live.is_none() {
+            gw.fail(&format!(
+                "bond not live within 20 s\n--- ffmpeg ---\n{}\n--- srtla-send ---\n{}{}",
+                ffmpeg.log.text(),
+                send.out.text(),
+                send.err.text()
+            ));
+        }
         Self { gw, send, ffmpeg }
     }
 

@@ -115,6 +115,8 @@ struct Group {
     last_active: Option<SocketAddr>,
     had_link: bool,
     srt_open: bool,
+    /// SRT data went through the current SRT socket: a session is up.
+    srt_data: bool,
     seen: SeenWindow,
     forwarded_packets: u64,
     forwarded_bytes: u64,
@@ -345,9 +347,23 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
     /// srtla.md §4.1, REG1.
     fn reg1(&mut self, now: Instant, from: SocketAddr, body: &[u8]) {
         // Rule 3: "Source address already known … → REG_ERR" (so a
-        // retransmitted REG1 does not make a second group).
-        if self.owner_of(from).is_some() {
-            self.reply(from, &packet::bare(REG_ERR));
+        // retransmitted REG1 does not make a second group). Our one
+        // deviation: the same REG1 again from the socket that created a
+        // group still without links gets that group's REG2 again. Senders
+        // repeat REG1 every second while they wait (srtla.md §4.2), so a
+        // lost REG2 would otherwise cost a registration timeout; the answer
+        // goes only to the address that already received it.
+        if let Some(key) = self.owner_of(from) {
+            let again = self.groups.get(&key).and_then(|g| {
+                (g.reg_addr == from
+                    && g.links.is_empty()
+                    && body.get(..GROUP_ID_HALF) == Some(g.id.sender_half()))
+                .then(|| packet::registration(REG2, &g.id))
+            });
+            match again {
+                Some(reply) => self.reply(from, &reply),
+                None => self.reply(from, &packet::bare(REG_ERR)),
+            }
             return;
         }
         // Rule 2: table full → REG_ERR, after trying IRL's eviction of the
@@ -405,6 +421,7 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                 last_active: None,
                 had_link: false,
                 srt_open: false,
+                srt_data: false,
                 seen: SeenWindow::default(),
                 forwarded_packets: 0,
                 forwarded_bytes: 0,
@@ -534,15 +551,20 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     }
                     return;
                 }
+                g.srt_data = true;
                 g.forward(key, d, &mut self.out);
             }
             Packet::SrtControl { .. } => {
                 g.last_active = Some(from);
                 // srtla.md §5.5 (OIRL): an induction handshake on a group with
                 // an open SRT socket is the encoder reconnecting; a new socket
-                // makes the listener see a fresh peer.
-                if g.srt_open && packet::is_srt_induction(d) {
+                // makes the listener see a fresh peer. Only after data has
+                // flowed: callers repeat the induction every 250 ms until
+                // answered, and a new port for a repeat would make the
+                // cookie of the first answer useless.
+                if g.srt_data && packet::is_srt_induction(d) {
                     g.srt_open = false;
+                    g.srt_data = false;
                     g.seen = SeenWindow::default();
                     self.out.push_back(Transmit::CloseSrt { group: key });
                 }
@@ -784,12 +806,32 @@ mod tests {
             max_groups: 2,
             ..ReceiverConfig::default()
         });
-        let _ = h.group(1, addr(1), &[addr(10)]);
-        let err = vec![link(addr(1), &bare(REG_ERR))];
-        // A retransmitted REG1 from the REG1 socket, or from a link.
+        // The same REG1 again before any link joined: the same REG2 again
+        // (its answer may have been lost), and still one group.
+        let first = h.send(addr(1), &registration(REG1, &GroupId([1; 256])));
         assert_eq!(
             h.send(addr(1), &registration(REG1, &GroupId([1; 256]))),
-            err
+            first
+        );
+        assert_eq!(h.rx.size(), (1, 0));
+        // Another sender half from that address: refused.
+        assert_eq!(
+            h.send(addr(1), &registration(REG1, &GroupId([9; 256]))),
+            vec![link(addr(1), &bare(REG_ERR))]
+        );
+        let [Transmit::Link { payload, .. }] = &first[..] else {
+            panic!("{first:?}")
+        };
+        let id = GroupId(payload[2..].try_into().unwrap());
+        assert_eq!(
+            h.send(addr(10), &registration(REG2, &id)),
+            vec![link(addr(10), &bare(REG3))]
+        );
+        // Once the group has a link, a REG1 from its REG1 socket or from a
+        // link is refused.
+        assert_eq!(
+            h.send(addr(1), &registration(REG1, &GroupId([1; 256]))),
+            vec![link(addr(1), &bare(REG_ERR))]
         );
         assert_eq!(
             h.send(addr(10), &registration(REG1, &GroupId([1; 256]))),
@@ -1040,13 +1082,16 @@ mod tests {
         let _ = h.group(1, addr(1), &[addr(10)]);
         let mut hs = srt_control(control::HANDSHAKE, 64);
         hs[39] = 1;
-        // The first one opens the socket; there is nothing to close.
+        // The first one opens the socket; there is nothing to close. A
+        // repeat before any data is the same handshake: same socket.
+        assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         let _ = h.send(addr(10), &srt_data(9));
         assert_eq!(
             h.send(addr(10), &hs),
             vec![Transmit::CloseSrt { group: GroupKey(0) }, srt(0, &hs)]
         );
+        assert_eq!(h.send(addr(10), &hs), vec![srt(0, &hs)]);
         // The new session may reuse SNs: nothing counts as a duplicate.
         assert_eq!(h.send(addr(10), &srt_data(9)), vec![srt(0, &srt_data(9))]);
     }
