@@ -25,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 GOLDEN_CHECK := fixtures/golden/playlist/check_m3u8.py
 
-.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench bench-load
+.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench bench-load bench-bonding
 
 help:
 	@echo "make run    build and serve the demo test pattern on http://localhost:8080/?stream=$(DEMO_STREAM)"
@@ -34,6 +34,7 @@ help:
 	@echo "make deps   install missing Debian packages, web/node_modules and Python m3u8"
 	@echo "make bench  part-latency benchmark"
 	@echo "make bench-load  N blocked players on one core vs nginx, and memory per stream"
+	@echo "make bench-bonding  SRTLA bonding benchmark (impaired links)"
 
 ## deps: idempotent; does nothing when everything is already installed.
 deps: deps-apt deps-node deps-python
@@ -111,6 +112,13 @@ bench: deps-apt
 bench-load: deps-apt
 	$(CARGO) build --release -p gateway -p bench
 	target/release/hls-load $(LOAD_ARGS)
+
+## bench-bonding: SRTLA over impaired links (about 4 min; bench/README.md): throughput vs the sum of
+## the links' rate caps, recovery after a link death, latency the bonding layer adds (p50/p99).
+## `make bench-bonding BONDING_ARGS="--only latency"` for one measurement. Not part of `make test`.
+bench-bonding: deps-apt
+	$(CARGO) build --release -p bench --bin bonding-bench --bin srtla-send
+	target/release/bonding-bench $(BONDING_ARGS)
 
 ## fuzz: libFuzzer targets in fuzz/ (cargo-fuzz; its -Z flags run on stable rustc through
 ## RUSTC_BOOTSTRAP=1, set for these commands only). Each target starts from its committed seeds

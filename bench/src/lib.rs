@@ -9,8 +9,10 @@
 pub mod fmp4;
 pub mod gateway;
 pub mod http1;
+pub mod impair;
 pub mod load_client;
 pub mod playlist;
+pub mod probe;
 pub mod publish;
 pub mod source;
 pub mod srtla_sender;
