@@ -37,9 +37,16 @@ segment_duration_ms = 1000
 part_target_ms = 200
 "#;
 
-/// Follows the playlist, checks every version of it and fetches every
-/// complete segment while it is in the window.
+/// Follows both renditions' playlists.
 struct Watcher {
+    video: Follow,
+    audio: Follow,
+}
+
+/// Follows one rendition's playlist, checks every version of it and fetches
+/// every complete segment while it is in the window.
+struct Follow {
+    rendition: &'static str,
     dir: String,
     last: Option<MediaPlaylist>,
     init: Option<String>,
@@ -51,9 +58,56 @@ struct Watcher {
 
 impl Watcher {
     fn new() -> Self {
-        let url = Gateway::playlist_url(STREAM);
+        Self {
+            video: Follow::new("main"),
+            audio: Follow::new("audio"),
+        }
+    }
+
+    fn poll(&mut self, gw: &Gateway) {
+        self.video.poll(gw);
+        self.audio.poll(gw);
+    }
+
+    /// Keeps watching for `d`.
+    fn watch(&mut self, gw: &Gateway, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            self.poll(gw);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Keeps watching until `n` log lines have all of `needles`; returns when.
+    fn watch_for_log(
+        &mut self,
+        gw: &Gateway,
+        needles: &[&str],
+        n: usize,
+        timeout: Duration,
+    ) -> Instant {
+        let end = Instant::now() + timeout;
+        loop {
+            if gw.log.lines_with(needles).len() >= n {
+                return Instant::now();
+            }
+            if Instant::now() > end {
+                gw.fail(&format!(
+                    "not {n} log lines with {needles:?} within {timeout:?}"
+                ));
+            }
+            self.poll(gw);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Follow {
+    fn new(rendition: &'static str) -> Self {
+        let url = Gateway::rendition_playlist_url(STREAM, rendition);
         let dir = url[..=url.rfind('/').unwrap()].to_owned();
         Self {
+            rendition,
             dir,
             last: None,
             init: None,
@@ -64,7 +118,7 @@ impl Watcher {
     }
 
     fn poll(&mut self, gw: &Gateway) {
-        let Some(p) = gw.playlist(STREAM) else {
+        let Some(p) = gw.rendition_playlist(STREAM, self.rendition) else {
             return;
         };
         if p.ended {
@@ -119,38 +173,6 @@ impl Watcher {
             }
         }
     }
-
-    /// Keeps watching for `d`.
-    fn watch(&mut self, gw: &Gateway, d: Duration) {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            self.poll(gw);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Keeps watching until `n` log lines have all of `needles`; returns when.
-    fn watch_for_log(
-        &mut self,
-        gw: &Gateway,
-        needles: &[&str],
-        n: usize,
-        timeout: Duration,
-    ) -> Instant {
-        let end = Instant::now() + timeout;
-        loop {
-            if gw.log.lines_with(needles).len() >= n {
-                return Instant::now();
-            }
-            if Instant::now() > end {
-                gw.fail(&format!(
-                    "not {n} log lines with {needles:?} within {timeout:?}"
-                ));
-            }
-            self.poll(gw);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 fn attr(attrs: &str, key: &str) -> String {
@@ -198,7 +220,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
 
     let mut w = Watcher::new();
     w.watch(&gw, Duration::from_secs(3));
-    let before = w.last.clone().unwrap();
+    let before = w.video.last.clone().unwrap();
 
     // A dead uplink: the primary's relay vanishes without closing SRT. (On
     // a loaded machine a relay may also pause longer than the failover
@@ -214,7 +236,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
         switched - killed
     );
     w.watch(&gw, Duration::from_secs(2));
-    let during = w.last.clone().unwrap();
+    let during = w.video.last.clone().unwrap();
     assert!(during.progress() > before.progress(), "{}", during.text);
 
     // srt-tokio notices the silent connection after its idle timeout; then a
@@ -244,7 +266,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
         handed_back - connected
     );
     w.watch(&gw, Duration::from_secs(3));
-    let after = w.last.clone().unwrap();
+    let after = w.video.last.clone().unwrap();
     assert!(after.progress() > during.progress(), "{}", after.text);
     assert_eq!(after.discontinuity_sequence, 0, "{}", after.text);
     // Every switch after the start was spliced seamlessly.
@@ -261,30 +283,37 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
     primary.assert_running();
 
     // Parts add up to their segment: none is missing.
-    for (msn, (extinf, parts)) in &w.part_sums {
+    for (msn, (extinf, parts)) in w.video.part_sums.iter().chain(&w.audio.part_sums) {
         assert!(
             (extinf - parts).abs() < 0.002,
             "segment {msn}: EXTINF {extinf} but its parts add up to {parts}"
         );
     }
     // Every segment of the run was fetched, without a hole in the MSNs.
-    let msns: Vec<u64> = w.segments.keys().copied().collect();
+    let msns: Vec<u64> = w.video.segments.keys().copied().collect();
+    let audio_msns: Vec<u64> = w.audio.segments.keys().copied().collect();
+    assert_eq!(msns, audio_msns, "both renditions list the same segments");
     assert!(
         msns.windows(2).all(|p| p[1] == p[0] + 1),
         "segments missed: {msns:?}"
     );
     assert!(msns.len() >= 8, "{msns:?}");
-    assert_eq!(w.inits.len(), 1, "the init segment changed");
+    assert_eq!(w.video.inits.len(), 1, "the video init segment changed");
+    assert_eq!(w.audio.inits.len(), 1, "the audio init segment changed");
 
     // The media: one init and all segments decode, frames one apart.
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("run.mp4");
-    let mut bytes = w.inits[0].clone();
-    for s in w.segments.values() {
-        bytes.extend_from_slice(s);
-    }
-    std::fs::write(&file, &bytes).unwrap();
-    let video = packet_times(&file, "v:0");
+    let join = |f: &Follow| {
+        let file = dir.path().join(format!("{}.mp4", f.rendition));
+        let mut bytes = f.inits[0].clone();
+        for s in f.segments.values() {
+            bytes.extend_from_slice(s);
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        file
+    };
+    let (video_file, audio_file) = (join(&w.video), join(&w.audio));
+    let video = packet_times(&video_file, "v:0");
     assert!(video.len() > 200, "{} video frames", video.len());
     let steps: Vec<f64> = video.windows(2).map(|w| w[1] - w[0]).collect();
     let bad: Vec<(usize, f64)> = steps
@@ -294,7 +323,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
         .filter(|(_, s)| (s - 1.0 / 30.0).abs() > 0.002)
         .collect();
     assert!(bad.is_empty(), "video steps off one frame: {bad:?}");
-    let audio = packet_times(&file, "a:0");
+    let audio = packet_times(&audio_file, "a:0");
     assert!(!audio.is_empty());
     let audio_gaps: Vec<f64> = audio
         .windows(2)
@@ -302,17 +331,20 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
         .filter(|s| *s > 1.5 * 1024.0 / 44_100.0 || *s <= 0.0)
         .collect();
     assert!(audio_gaps.is_empty(), "audio gaps: {audio_gaps:?}");
-    let decode = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(&file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("running ffmpeg");
-    let errors = String::from_utf8_lossy(&decode.stderr);
-    assert!(
-        decode.status.success() && errors.trim().is_empty(),
-        "decode errors:\n{errors}"
-    );
+    for file in [&video_file, &audio_file] {
+        let decode = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+            .arg(file)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("running ffmpeg");
+        let errors = String::from_utf8_lossy(&decode.stderr);
+        assert!(
+            decode.status.success() && errors.trim().is_empty(),
+            "decode errors in {}:\n{errors}",
+            file.display()
+        );
+    }
     eprintln!(
         "{} segments, {} video frames, {} audio frames checked",
         msns.len(),

@@ -246,13 +246,23 @@ impl Gateway {
     }
 
     pub fn playlist_url(stream: &str) -> String {
-        format!("/{stream}/main/playlist.m3u8")
+        Self::rendition_playlist_url(stream, "main")
     }
 
-    /// The media playlist of `stream`, or `None` while it answers non-200.
+    pub fn rendition_playlist_url(stream: &str, rendition: &str) -> String {
+        format!("/{stream}/{rendition}/playlist.m3u8")
+    }
+
+    /// The (video) media playlist of `stream`, or `None` while it answers non-200.
     #[track_caller]
     pub fn playlist(&self, stream: &str) -> Option<MediaPlaylist> {
-        let r = self.get(&Self::playlist_url(stream));
+        self.rendition_playlist(stream, "main")
+    }
+
+    /// The media playlist of `rendition`, or `None` while it answers non-200.
+    #[track_caller]
+    pub fn rendition_playlist(&self, stream: &str, rendition: &str) -> Option<MediaPlaylist> {
+        let r = self.get(&Self::rendition_playlist_url(stream, rendition));
         if r.status != 200 {
             return None;
         }
