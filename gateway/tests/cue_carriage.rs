@@ -201,90 +201,20 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     let (status, answer) = api(&gw, "POST", "/api/v1/streams/av/cues", Some(body));
     assert_eq!(status, 201, "{answer}");
 
-    let cue = poll(SOON, Duration::from_millis(100), || {
-        let (status, cue) = api(&gw, "GET", "/api/v1/streams/av/cues/card-1", None);
-        (status == 200 && cue["aired"] == true).then_some(cue)
-    })
-    .unwrap_or_else(|| gw.fail("the cue never aired"));
-    let media_time = cue["media_time"].as_u64().unwrap();
-    let (msn, index) = (
-        cue["part"]["msn"].as_u64().unwrap(),
-        u32::try_from(cue["part"]["part"].as_u64().unwrap()).unwrap(),
+    let card = check_carried(&gw, "card-1");
+    let msn = card.msn;
+
+    // Anchored on the next keyframe: the first part of a segment, at its start.
+    let body =
+        r#"{"id":"kf-1","kind":"custom","payload":{"n":1},"anchor":{"type":"next-keyframe"}}"#;
+    let (status, answer) = api(&gw, "POST", "/api/v1/streams/av/cues", Some(body));
+    assert_eq!(status, 201, "{answer}");
+    let kf = check_carried(&gw, "kf-1");
+    assert_eq!(kf.index, 0, "a keyframe cue opens a segment");
+    assert!(
+        (kf.media_time as f64 / 90_000.0 - kf.video_part_start).abs() < 1e-6,
+        "the keyframe cue sits at its part's start"
     );
-    eprintln!("card-1 aired at media time {media_time} in part {msn}.{index}");
-
-    let mut lines = Vec::new();
-    for rendition in ["main", "audio"] {
-        let text = poll(SOON, Duration::from_millis(100), || {
-            let t = playlist(&gw, rendition);
-            daterange(&t, "card-1").is_some().then_some(t)
-        })
-        .unwrap_or_else(|| gw.fail(&format!("{rendition}: no DATERANGE for card-1")));
-        let line = daterange(&text, "card-1").unwrap().to_owned();
-        assert!(
-            line.contains(&format!(
-                "START-DATE=\"{}\"",
-                cue["start"].as_str().unwrap()
-            )),
-            "{line}"
-        );
-        assert!(
-            daterange(&text, "later-1").is_none(),
-            "cancelled cue in {rendition}"
-        );
-        lines.push(line);
-
-        let init = gw.get(&format!("/av/{rendition}/init0.mp4")).body;
-        let rate = timescale(&init);
-        let listed = parts(&text);
-        let mut carried = 0;
-        for (m, i, uri, duration) in &listed {
-            let r = gw.get(&format!("/av/{rendition}/{uri}"));
-            if r.status != 200 {
-                continue; // a GAP part
-            }
-            assert!(
-                cue_emsgs(&r.body, "later-1").is_empty(),
-                "cancelled cue aired"
-            );
-            let found = cue_emsgs(&r.body, "card-1");
-            if found.is_empty() {
-                continue;
-            }
-            carried += found.len();
-            assert_eq!(
-                (*m, *i),
-                (msn, index),
-                "{rendition}: carried in another part"
-            );
-            let e = &found[0];
-            assert_eq!(e.scheme, SCHEME);
-            assert_eq!(e.value, "");
-            assert_eq!(e.timescale, 90_000);
-            assert_eq!(e.presentation_time, media_time);
-            assert!(e.message.starts_with(b"ID3\x04"), "ID3v2.4 tag");
-            // The part's span on its own track's timeline, in seconds; the
-            // audio part of the same number may start up to a frame off.
-            let start = tfdt(&r.body) as f64 / rate as f64;
-            let slack = if rendition == "audio" {
-                1024.0 / rate as f64
-            } else {
-                0.0
-            };
-            let at = e.presentation_time as f64 / 90_000.0;
-            eprintln!(
-                "{rendition}: part {m}.{i} spans {start:.4}..{:.4} s, emsg at {at:.4} s",
-                start + duration
-            );
-            assert!(
-                at >= start - slack && at < start + duration + slack,
-                "{rendition}: emsg at {at} outside the part {start}..{}",
-                start + duration
-            );
-        }
-        assert_eq!(carried, 1, "{rendition}: the cue is carried exactly once");
-    }
-    assert_eq!(lines[0], lines[1], "the same DATERANGE in both playlists");
 
     // The complete segment, its parts concatenated, carries the emsg too.
     for rendition in ["main", "audio"] {
@@ -320,4 +250,107 @@ fn cue_emsgs_anywhere(data: &[u8], id: &str) -> usize {
             t == b"emsg" && String::from_utf8_lossy(&parse_emsg(body).message).contains(&needle)
         })
         .count()
+}
+
+struct Carried {
+    msn: u64,
+    index: u32,
+    media_time: u64,
+    video_part_start: f64,
+}
+
+/// Waits for cue `id` to air, then checks both carriages in both renditions.
+fn check_carried(gw: &Gateway, id: &str) -> Carried {
+    let cue = poll(SOON, Duration::from_millis(100), || {
+        let (status, cue) = api(&gw, "GET", &format!("/api/v1/streams/av/cues/{id}"), None);
+        (status == 200 && cue["aired"] == true).then_some(cue)
+    })
+    .unwrap_or_else(|| gw.fail(&format!("{id} never aired")));
+    let media_time = cue["media_time"].as_u64().unwrap();
+    let (msn, index) = (
+        cue["part"]["msn"].as_u64().unwrap(),
+        u32::try_from(cue["part"]["part"].as_u64().unwrap()).unwrap(),
+    );
+    eprintln!("{id} aired at media time {media_time} in part {msn}.{index}");
+
+    let mut lines = Vec::new();
+    let mut starts = Vec::new();
+    for rendition in ["main", "audio"] {
+        let text = poll(SOON, Duration::from_millis(100), || {
+            let t = playlist(&gw, rendition);
+            daterange(&t, id).is_some().then_some(t)
+        })
+        .unwrap_or_else(|| gw.fail(&format!("{rendition}: no DATERANGE for {id}")));
+        let line = daterange(&text, id).unwrap().to_owned();
+        assert!(
+            line.contains(&format!(
+                "START-DATE=\"{}\"",
+                cue["start"].as_str().unwrap()
+            )),
+            "{line}"
+        );
+        assert!(
+            daterange(&text, "later-1").is_none(),
+            "cancelled cue in {rendition}"
+        );
+        lines.push(line);
+
+        let init = gw.get(&format!("/av/{rendition}/init0.mp4")).body;
+        let rate = timescale(&init);
+        let listed = parts(&text);
+        let mut carried = 0;
+        for (m, i, uri, duration) in &listed {
+            let r = gw.get(&format!("/av/{rendition}/{uri}"));
+            if r.status != 200 {
+                continue; // a GAP part
+            }
+            assert!(
+                cue_emsgs(&r.body, "later-1").is_empty(),
+                "cancelled cue aired"
+            );
+            let found = cue_emsgs(&r.body, id);
+            if found.is_empty() {
+                continue;
+            }
+            carried += found.len();
+            assert_eq!(
+                (*m, *i),
+                (msn, index),
+                "{rendition}: carried in another part"
+            );
+            let e = &found[0];
+            assert_eq!(e.scheme, SCHEME);
+            assert_eq!(e.value, "");
+            assert_eq!(e.timescale, 90_000);
+            assert_eq!(e.presentation_time, media_time);
+            assert!(e.message.starts_with(b"ID3\x04"), "ID3v2.4 tag");
+            // The part's span on its own track's timeline, in seconds; the
+            // audio part of the same number may start up to a frame off.
+            let start = tfdt(&r.body) as f64 / rate as f64;
+            starts.push(start);
+            let slack = if rendition == "audio" {
+                1024.0 / rate as f64
+            } else {
+                0.0
+            };
+            let at = e.presentation_time as f64 / 90_000.0;
+            eprintln!(
+                "{rendition}: part {m}.{i} spans {start:.4}..{:.4} s, emsg at {at:.4} s",
+                start + duration
+            );
+            assert!(
+                at >= start - slack && at < start + duration + slack,
+                "{rendition}: emsg at {at} outside the part {start}..{}",
+                start + duration
+            );
+        }
+        assert_eq!(carried, 1, "{rendition}: the cue is carried exactly once");
+    }
+    assert_eq!(lines[0], lines[1], "the same DATERANGE in both playlists");
+    Carried {
+        msn,
+        index,
+        media_time,
+        video_part_start: starts[0],
+    }
 }
