@@ -5,7 +5,8 @@
 //! of the video part and of the audio part of the same number, at a
 //! presentation time inside that part, and as the same `EXT-X-DATERANGE` in
 //! both media playlists; the segment holding the part carries it too. A cue
-//! cancelled before its time never appears.
+//! cancelled before its time never appears; one anchored on the next
+//! keyframe lands at the start of a segment.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod support;
@@ -262,7 +263,7 @@ struct Carried {
 /// Waits for cue `id` to air, then checks both carriages in both renditions.
 fn check_carried(gw: &Gateway, id: &str) -> Carried {
     let cue = poll(SOON, Duration::from_millis(100), || {
-        let (status, cue) = api(&gw, "GET", &format!("/api/v1/streams/av/cues/{id}"), None);
+        let (status, cue) = api(gw, "GET", &format!("/api/v1/streams/av/cues/{id}"), None);
         (status == 200 && cue["aired"] == true).then_some(cue)
     })
     .unwrap_or_else(|| gw.fail(&format!("{id} never aired")));
@@ -277,7 +278,7 @@ fn check_carried(gw: &Gateway, id: &str) -> Carried {
     let mut starts = Vec::new();
     for rendition in ["main", "audio"] {
         let text = poll(SOON, Duration::from_millis(100), || {
-            let t = playlist(&gw, rendition);
+            let t = playlist(gw, rendition);
             daterange(&t, id).is_some().then_some(t)
         })
         .unwrap_or_else(|| gw.fail(&format!("{rendition}: no DATERANGE for {id}")));
