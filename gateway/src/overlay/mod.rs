@@ -560,6 +560,25 @@ impl Overlay {
         self.commit(&rows, None)
     }
 
+    /// The stream task's call when its media timeline restarts at `view`
+    /// (a discontinuity, or the first part of a stream), which starts with a
+    /// keyframe: cues placed on the old timeline that have not aired move
+    /// onto the new one, cues waiting for a keyframe are placed at its start;
+    /// committed. The published snapshot still shows the old timeline, so
+    /// it is not read here.
+    ///
+    /// # Errors
+    /// [`OpError`].
+    pub fn handle_discontinuity(&self, name: &str, view: TimelineView) -> Result<(), OpError> {
+        let s = self.inner.streams.get(name).ok_or(OpError::UnknownStream)?;
+        let mut st = lock(&s.state);
+        st.book.handle_discontinuity(view);
+        st.book.handle_keyframe(view.edge);
+        let changes = st.drain();
+        let rows: Vec<(&str, StoredCue)> = changes.into_iter().map(|c| (name, c)).collect();
+        self.commit(&rows, None)
+    }
+
     /// The stream task's per-part call: the cues to carry in the part
     /// spanning `range`, marked aired in `part` and committed before they are
     /// returned.

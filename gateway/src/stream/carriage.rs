@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use overlay::PartRef;
+use overlay::{PartRef, TimelineView};
 use packager::rendition::Part;
 use packager::sample::TrackKind;
 use packager::segmenter::Output;
@@ -27,6 +27,9 @@ pub(super) struct Carriage {
     msn: [Option<Msn>; 2],
     /// The last segment-starting keyframe handed to the overlay.
     keyframe: Option<MediaTime>,
+    /// The next segment starts a new media timeline: the stream's first, or
+    /// one after a restart.
+    fresh: bool,
     /// The lines last published, shared by snapshots until they change.
     dateranges: Arc<[String]>,
 }
@@ -40,6 +43,7 @@ impl Carriage {
             name: name.to_owned(),
             msn: [None; 2],
             keyframe: None,
+            fresh: true,
             dateranges: Arc::from([]),
         })
     }
@@ -68,9 +72,22 @@ impl Carriage {
         let Some(msn) = *slot else {
             return;
         };
-        if open.is_some() && self.keyframe != Some(span.start) {
+        if let Some(o) = open
+            && self.keyframe != Some(span.start)
+        {
             self.keyframe = Some(span.start);
-            if let Err(e) = self.overlay.handle_timeline(&self.name, Some(span.start)) {
+            // rfc8216bis §4.4.4.3: across a discontinuity timestamps need not
+            // continue; what was carried on the old timeline says nothing
+            // about the new one (nor does an earlier stream's of this name).
+            if o.discontinuity || std::mem::take(&mut self.fresh) {
+                let view = TimelineView {
+                    edge: span.start,
+                    edge_pdt: o.program_date_time.offset(span.start - o.start),
+                };
+                if let Err(e) = self.overlay.handle_discontinuity(&self.name, view) {
+                    debug!("overlay discontinuity: {e}");
+                }
+            } else if let Err(e) = self.overlay.handle_timeline(&self.name, Some(span.start)) {
                 debug!("overlay keyframe: {e}");
             }
         }
@@ -131,6 +148,7 @@ impl Carriage {
     pub(super) fn restart(&mut self) {
         self.msn = [None; 2];
         self.keyframe = None;
+        self.fresh = true;
     }
 }
 
