@@ -6,7 +6,8 @@
 //! presentation time inside that part, and as the same `EXT-X-DATERANGE` in
 //! both media playlists; the segment holding the part carries it too. A cue
 //! cancelled before its time never appears; one anchored on the next
-//! keyframe lands at the start of a segment.
+//! keyframe lands at the start of a segment; after an encoder restart (a
+//! discontinuity, timestamps starting over) a cue lands on the new timeline.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod support;
@@ -239,6 +240,56 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
         assert!(daterange(&playlist(&gw, rendition), "later-1").is_none());
     }
     publisher.assert_running();
+}
+
+#[test]
+fn cues_follow_the_new_timeline_after_a_reconnect() {
+    let data = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{BASE_CONFIG}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
+        data.path().to_str().unwrap()
+    );
+    let gw = Gateway::start_with_env(&config, &[("DROPLINE_STREAM_AV_API_TOKEN", TOKEN)]);
+    let mut first = publish_av(gw.srt, "publish:av", "");
+    // Long enough that the restarted encoder's timestamps lie well behind.
+    poll(SOON, Duration::from_millis(200), || {
+        let r = gw.get("/av/main/playlist.m3u8");
+        (r.status == 200 && r.text().matches("#EXTINF").count() >= 6).then_some(())
+    })
+    .unwrap_or_else(|| gw.fail("no six segments"));
+    let body = r#"{"id":"before-1","kind":"custom","payload":{},"anchor":{"type":"now"}}"#;
+    assert_eq!(
+        api(&gw, "POST", "/api/v1/streams/av/cues", Some(body)).0,
+        201
+    );
+    let before = check_carried(&gw, "before-1");
+
+    // The encoder restarts within the reconnect grace: its timestamps start
+    // over, behind a discontinuity.
+    first.stop();
+    let mut second = publish_av(gw.srt, "publish:av", "");
+    poll(SOON, Duration::from_millis(200), || {
+        let t = playlist(&gw, "main");
+        let (_, after) = t.split_once("#EXT-X-DISCONTINUITY\n")?;
+        (after.matches("#EXT-X-PART:").count() >= 2).then_some(())
+    })
+    .unwrap_or_else(|| gw.fail("no discontinuity after the reconnect"));
+    let body = r#"{"id":"after-1","kind":"custom","payload":{},"anchor":{"type":"now"}}"#;
+    assert_eq!(
+        api(&gw, "POST", "/api/v1/streams/av/cues", Some(body)).0,
+        201
+    );
+    let after = check_carried(&gw, "after-1");
+    eprintln!(
+        "before the reconnect at {} ticks (part {}.{}), after at {} ticks (part {}.{})",
+        before.media_time, before.msn, before.index, after.media_time, after.msn, after.index
+    );
+    assert!(after.msn > before.msn);
+    assert!(
+        after.media_time < before.media_time,
+        "the cue waited for the new timeline to pass the old one"
+    );
+    second.assert_running();
 }
 
 /// Emsgs of cue `id` among a segment's top-level boxes (one per part that
