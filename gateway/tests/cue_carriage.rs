@@ -240,6 +240,11 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
         assert!(daterange(&playlist(&gw, rendition), "later-1").is_none());
     }
     publisher.assert_running();
+    // With DROPLINE_TEST_LOG=info,gateway=debug: the time the stream task
+    // spent asking the overlay for a part's cues (the store commit).
+    for line in gw.log.lines_with(&["cues carried"]) {
+        eprintln!("{line}");
+    }
 }
 
 #[test]

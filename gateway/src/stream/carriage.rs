@@ -9,6 +9,7 @@
 //! does nothing more than before.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use overlay::{PartRef, TimelineView};
@@ -100,6 +101,9 @@ impl Carriage {
             msn,
             part: part.index,
         };
+        // The first ask for a cue commits it as aired to the store, on this
+        // task: the time it took is logged.
+        let asked = Instant::now();
         let cues = match self.overlay.carry(&self.name, span.clone(), at) {
             Ok(cues) => cues,
             Err(e) => {
@@ -107,6 +111,17 @@ impl Carriage {
                 return;
             }
         };
+        if !cues.is_empty() {
+            let micros = asked.elapsed().as_micros();
+            debug!(
+                ?track,
+                msn = msn.0,
+                part = part.index.0,
+                cues = cues.len(),
+                micros,
+                "cues carried"
+            );
+        }
         let mut boxes = Vec::new();
         for cue in &cues {
             // The emsg's own 90 kHz timescale is the media clock of both
