@@ -7,6 +7,7 @@
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +16,7 @@ import {
   launchBrowser,
   makeTempDir,
   readStats,
+  repoRoot,
   shutdownAll,
   startGateway,
   startPublisher,
@@ -24,6 +26,7 @@ import {
 
 const STREAM = 'cues';
 const TOKEN = 'e2e-cue-token-0123456789';
+const CHECKER = path.join(repoRoot, 'fixtures', 'golden', 'playlist', 'check_m3u8.py');
 
 after(shutdownAll);
 
@@ -147,6 +150,23 @@ test('cues posted to the API fire once in the page, from the gateway carriage', 
       assert.equal(status, 200);
       assert.equal(json.aired, true, `${id}: ${JSON.stringify(json)}`);
     }
+    // Both media playlists now carry the cues' EXT-X-DATERANGE lines, identical, and pass the
+    // independent parser (ID and START-DATE present, IDs unique, PROGRAM-DATE-TIME present).
+    const files = [];
+    const lines = {};
+    for (const rendition of ['main', 'audio']) {
+      const text = await (await fetch(`${gateway.httpUrl}/${STREAM}/${rendition}/playlist.m3u8`)).text();
+      const file = path.join(dir, `${rendition}.m3u8`);
+      writeFileSync(file, text);
+      files.push(file);
+      lines[rendition] = text.split('\n').filter((l) => l.startsWith('#EXT-X-DATERANGE:'));
+    }
+    console.log(`cues e2e: DATERANGE lines in the window: ${lines.main.length}`);
+    assert.deepEqual(lines.audio, lines.main, 'the same EXT-X-DATERANGE lines in both renditions');
+    assert.ok(!lines.main.some((l) => l.includes('"later-1"')), 'no DATERANGE for the cancelled cue');
+    const py = spawnSync('python3', [CHECKER, '--live', ...files], { encoding: 'utf-8', timeout: 60_000 });
+    assert.equal(py.status, 0, `check_m3u8.py --live:\n${py.stdout}\n${py.stderr}`);
+
     assert.equal(stats.fatalCount, 0, JSON.stringify(stats.errors));
     const pageErrors = browser.console.filter((l) => l.startsWith('[pageerror]'));
     assert.deepEqual(pageErrors, []);
