@@ -33,6 +33,10 @@ pub(super) struct Carriage {
     fresh: bool,
     /// The lines last published, shared by snapshots until they change.
     dateranges: Arc<[String]>,
+    /// The window start they were rendered for, and whether a cue aired
+    /// since: only then can they differ.
+    rendered_for: Option<WallTime>,
+    aired: bool,
 }
 
 impl Carriage {
@@ -46,6 +50,8 @@ impl Carriage {
             keyframe: None,
             fresh: true,
             dateranges: Arc::from([]),
+            rendered_for: None,
+            aired: false,
         })
     }
 
@@ -112,6 +118,7 @@ impl Carriage {
             }
         };
         if !cues.is_empty() {
+            self.aired = true;
             let micros = asked.elapsed().as_micros();
             debug!(
                 ?track,
@@ -142,11 +149,16 @@ impl Carriage {
     /// `window_start` (its first PROGRAM-DATE-TIME): the same lines for
     /// every rendition.
     pub(super) fn dateranges(&mut self, window_start: Option<WallTime>) -> Arc<[String]> {
-        let lines = window_start
-            .map(|w| self.overlay.dateranges(&self.name, w))
-            .unwrap_or_default();
-        if *self.dateranges != *lines {
-            self.dateranges = Arc::from(lines);
+        // Rendering every line (payloads up to 16 KiB) on each publication
+        // would cost the most when cues are most frequent.
+        if std::mem::take(&mut self.aired) || self.rendered_for != window_start {
+            self.rendered_for = window_start;
+            let lines = window_start
+                .map(|w| self.overlay.dateranges(&self.name, w))
+                .unwrap_or_default();
+            if *self.dateranges != *lines {
+                self.dateranges = Arc::from(lines);
+            }
         }
         Arc::clone(&self.dateranges)
     }

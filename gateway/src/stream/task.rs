@@ -289,11 +289,11 @@ impl StreamTask {
 
     fn publish(&mut self) {
         let incarnation = self.snapshots.borrow().incarnation;
-        let window_start = self.renditions.window_start();
-        let dateranges = self
-            .carriage
-            .as_mut()
-            .map_or_else(|| Arc::from([]), |c| c.dateranges(window_start));
+        // Without an overlay the (empty) list is shared, never rebuilt.
+        let dateranges = match &mut self.carriage {
+            Some(c) => c.dateranges(self.renditions.window_start()),
+            None => Arc::clone(&self.snapshots.borrow().dateranges),
+        };
         if let Some(next) = self.renditions.snapshot(
             &self.name,
             incarnation,
