@@ -117,7 +117,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     gateway::media::init().context("initialising GStreamer")?;
 
     let registry = Registry::default();
-    let hub = Hub::new(registry.clone(), stream_settings(&cfg));
+    // Opened before the ready line: a bad store stops startup with its reason.
+    let overlay = if gateway::overlay::settings::enabled(&cfg) {
+        Some(
+            Overlay::open(
+                &cfg,
+                registry.clone(),
+                Arc::new(gateway::stream::task::wall_now),
+            )
+            .context("opening the commerce overlay")?,
+        )
+    } else {
+        None
+    };
+    let mut hub = Hub::new(registry.clone(), stream_settings(&cfg));
+    if let Some(o) = &overlay {
+        hub = hub.with_overlay(o.clone());
+    }
     let shutdown = CancellationToken::new();
 
     let srt = SrtIngest::bind(Arc::clone(&cfg), hub)
@@ -151,18 +167,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => tokio::sync::watch::channel(Arc::default()).1,
     };
 
-    // Opened before the ready line: a bad store stops startup with its reason.
-    let api = if gateway::overlay::settings::enabled(&cfg) {
-        let overlay = Overlay::open(
-            &cfg,
-            registry.clone(),
-            Arc::new(gateway::stream::task::wall_now),
-        )
-        .context("opening the commerce overlay")?;
-        gateway::overlay::api::router(overlay)
-    } else {
-        axum::Router::new()
-    };
+    let api = overlay.map_or_else(axum::Router::new, gateway::overlay::api::router);
     let app = router_with(AppState::new(registry, cfg.http.web_root.clone()), api)
         .merge(srtla::api::router(srtla_stats));
     let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");

@@ -93,6 +93,7 @@ impl Fixture {
             main: None,
             audio: None,
             variant: None,
+            dateranges: Arc::from([]),
             closed: false,
         }));
         registry.insert("show", rx);
@@ -145,6 +146,7 @@ impl Fixture {
                 frame_rate: Some(30.0),
                 audio_channels: self.audio.as_ref().map(|_| 2),
             }),
+            dateranges: Arc::from([]),
             closed: false,
         }));
     }

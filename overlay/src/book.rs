@@ -384,6 +384,46 @@ impl CueBook {
         }
     }
 
+    /// The media timeline restarts at `view.edge` (a discontinuity: a new
+    /// publisher or encoder whose timestamps do not continue the old ones, or
+    /// a new stream under the same name). What was carried on the old
+    /// timeline no longer bounds placement, and every placed cue that has
+    /// not aired moves onto the new one by its START-DATE: still at it if
+    /// that lies ahead of the edge, else at the edge (its START-DATE then
+    /// follows), so it airs in the next part rather than never.
+    pub fn handle_discontinuity(&mut self, view: TimelineView) {
+        self.view = Some(view);
+        self.carried_until = None;
+        let waiting: Vec<(MediaTime, u32)> = self
+            .placed
+            .keys()
+            .copied()
+            .filter(|(_, e)| {
+                self.cues
+                    .get(e)
+                    .is_some_and(|c| matches!(c.state, CueState::Placed(_)))
+            })
+            .collect();
+        for (old, e) in waiting {
+            self.placed.remove(&(old, e));
+            let Some(cue) = self.cues.get_mut(&e) else {
+                continue;
+            };
+            let CueState::Placed(p) = cue.state else {
+                continue;
+            };
+            let (media_time, start) = if p.start >= view.edge_pdt {
+                (view.media_of(p.start), p.start)
+            } else {
+                let pdt = WallTime::from_millis(view.edge_pdt.as_millis());
+                (view.edge, pdt)
+            };
+            cue.state = CueState::Placed(Placement { media_time, start });
+            self.placed.insert((media_time, e), ());
+            self.events.push_back(BookEvent::Placed(cue.id.clone()));
+        }
+    }
+
     /// Wall-clock cues whose time has come are placed at the edge. An early
     /// call is a no-op.
     pub fn handle_timeout(&mut self, now: WallTime) {

@@ -484,3 +484,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_discontinuity_moves_waiting_cues_onto_the_new_timeline() {
+    let mut b = live_book();
+    // Carried up to 12 s on the old timeline.
+    assert!(
+        b.carry(MediaTime(11 * SEC)..MediaTime(12 * SEC), part(5, 0))
+            .is_empty()
+    );
+    let soon = b
+        .schedule(
+            None,
+            req(json!({"kind":"custom","anchor":{"type":"now"}})),
+            wall(12_000),
+        )
+        .unwrap()
+        .id;
+    let ahead = b
+        .schedule(
+            None,
+            req(json!({"kind":"custom","anchor":{"type":"program-date-time","at":"2026-11-26T10:00:15.000Z"}})),
+            wall(12_000),
+        )
+        .unwrap()
+        .id;
+    b.handle_timeline(view(12 * SEC), wall(12_000));
+    // The new encoder starts at media time 1 s, at PDT T0 + 13 s.
+    let new = TimelineView {
+        edge: MediaTime(SEC),
+        edge_pdt: wall(13_000),
+    };
+    b.handle_discontinuity(new);
+    assert_eq!(
+        b.get(&soon).unwrap().placement(),
+        Some(Placement {
+            media_time: MediaTime(SEC),
+            start: wall(13_000),
+        })
+    );
+    let p = b.get(&ahead).unwrap().placement().unwrap();
+    assert_eq!((p.media_time, p.start), (MediaTime(3 * SEC), wall(15_000)));
+    // The first part of the new timeline carries the cue that was due.
+    let aired = b.carry(MediaTime(SEC)..MediaTime(SEC + SEC / 5), part(6, 0));
+    assert_eq!(
+        aired.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        vec![soon]
+    );
+}

@@ -213,6 +213,7 @@ impl AudioCutter {
                     track: TrackKind::Audio,
                     open: Some(open),
                     part,
+                    span: start..end,
                 });
             } else if self.segment.is_some() {
                 let part = self.part(out, (seq, index), &frames, rate, gap)?;
@@ -220,6 +221,7 @@ impl AudioCutter {
                     track: TrackKind::Audio,
                     open: None,
                     part,
+                    span: start..end,
                 });
             }
         }

@@ -23,6 +23,7 @@
 //! Shape (style.md convention 2): `push_*` in, `poll_output` out.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -78,6 +79,12 @@ pub enum Output {
         track: TrackKind,
         open: Option<OpenSegment>,
         part: Part,
+        /// The media time the video part of this number spans, from its
+        /// first frame's decode time to the next part's: the parts of one
+        /// number in every track share it (an audio part's own frames may
+        /// start up to a frame away). Timed metadata at a time in it belongs
+        /// in this part.
+        span: Range<MediaTime>,
     },
     /// The rendition's open segment is complete.
     SegmentEnd {
@@ -606,6 +613,7 @@ impl Segmenter {
         });
         self.held.push_back(Output::Part {
             track: TrackKind::Video,
+            span: span.0..span.1,
             open,
             part: Part {
                 seq,

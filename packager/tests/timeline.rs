@@ -139,7 +139,9 @@ fn drain(seg: &mut Segmenter, tl: &mut Timeline, pushed: usize) {
                 }
             }
             Output::Init { .. } => {}
-            Output::Part { track, open, part } => {
+            Output::Part {
+                track, open, part, ..
+            } => {
                 let segments = if audio(track) {
                     &mut tl.audio
                 } else {

@@ -1,6 +1,7 @@
 // The player SDK in Chromium: the demo page imports /sdk/dropline-overlay.mjs from the gateway and
-// attaches it to hls.js playing a live stream. The gateway does not write cues yet, so both carriages
-// are supplied here, in the form the cue carriage contract gives them:
+// attaches it to hls.js playing a live stream. To reach cases the gateway never produces (joined
+// mid-offer, expired, malformed), both carriages are supplied here, in the form the cue carriage
+// contract gives them (the gateway's own carriage is tested by cues.test.mjs):
 //   - EXT-X-DATERANGE tags are added to the real media playlist responses (playwright route), so
 //     hls.js parses them and the SDK maps START-DATE through the stream's real PROGRAM-DATE-TIME;
 //   - emsg ID3 samples are injected with hls.trigger(Hls.Events.FRAG_PARSING_METADATA, …), as hls.js

@@ -11,7 +11,7 @@ use packager::blocking::{self, Decision};
 use packager::directives::{self, Directives};
 use packager::playlist::{
     AudioRendition, MediaRenderOptions, ObjectName, PLAYLIST_NAME, RenditionReport, Variant,
-    parse_object_name, render_media_playlist_with_reports, render_multivariant,
+    parse_object_name, render_media_playlist_with_metadata, render_multivariant,
 };
 use packager::rendition::RenditionSnapshot;
 use packager::units::WallTime;
@@ -274,7 +274,7 @@ fn render(snap: &StreamSnapshot, name: &str, r: &RenditionSnapshot, d: &Directiv
     // directive if the Playlist does not contain the CAN-SKIP-UNTIL attribute,
     // or if it contains an EXT-X-ENDLIST tag."). The URI differs from the full
     // playlist's, so caches keep the two apart; lifetimes are unchanged.
-    render_media_playlist_with_reports(r, &opts, d.skip, &reports)
+    render_media_playlist_with_metadata(r, &opts, d.skip, &reports, &snap.dateranges)
 }
 
 /// Part `seq` and the incarnation of its stream; the hinted next part is

@@ -94,6 +94,7 @@ mod tests {
             main: None,
             audio: None,
             variant: None,
+            dateranges: Arc::from([]),
             closed: false,
         })
     }

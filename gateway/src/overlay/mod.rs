@@ -5,9 +5,9 @@
 //! of each cue) sits behind one `Mutex`, its single owner; operations run on
 //! the blocking pool and hold the lock across the store commit, so what is
 //! committed is exactly what was decided, in order. The lock is never held
-//! across an `.await`. A stream task will later take the same lock per part
-//! to ask its questions ("cues in [start, end)",
-//! "DATERANGE lines in the window") of the same book.
+//! across an `.await`. The stream task takes the same lock per part and per
+//! publication to ask its questions ("cues in [start, end)", "DATERANGE lines
+//! in the window") of the same book (`crate::stream::carriage`).
 //!
 //! Durability: every change is committed before the caller answers 2xx. If a
 //! commit fails, the overlay stops accepting changes (503) rather than answer
@@ -410,6 +410,13 @@ impl Overlay {
             .ok_or(OpError::UnknownStream)
     }
 
+    /// Whether stream `name` has cue state (a configured stream): only then
+    /// does its task carry cues.
+    #[must_use]
+    pub fn knows(&self, name: &str) -> bool {
+        self.inner.streams.contains_key(name)
+    }
+
     /// The stream's API token, if the stream has a cue API.
     #[must_use]
     pub fn token(&self, name: &str) -> Option<&str> {
@@ -430,6 +437,10 @@ impl Overlay {
     ) -> Result<(), OpError> {
         if self.inner.failed.load(Ordering::SeqCst) {
             return Err(OpError::Unavailable);
+        }
+        // The stream task asks per part; most parts change nothing.
+        if rows.is_empty() && event.is_none() {
+            return Ok(());
         }
         self.inner.store.commit(rows, event).map_err(|e| {
             tracing::error!("overlay store commit failed: {e}");
@@ -530,8 +541,8 @@ impl Overlay {
     }
 
     /// The stream task's call when its edge moves (or a keyframe arrives at
-    /// `keyframe`): due cues are placed and committed. Not wired yet; the
-    /// cue API does the same on each write.
+    /// `keyframe`): due cues are placed and committed. The cue API does the
+    /// same on each write.
     ///
     /// # Errors
     /// [`OpError`].
@@ -549,9 +560,28 @@ impl Overlay {
         self.commit(&rows, None)
     }
 
-    /// The stream task's per-part call (carriage is not wired yet): the cues
-    /// to carry in the part spanning `range`, marked aired in `part` and
-    /// committed before they are returned.
+    /// The stream task's call when its media timeline restarts at `view`
+    /// (a discontinuity, or the first part of a stream), which starts with a
+    /// keyframe: cues placed on the old timeline that have not aired move
+    /// onto the new one, cues waiting for a keyframe are placed at its start;
+    /// committed. The published snapshot still shows the old timeline, so
+    /// it is not read here.
+    ///
+    /// # Errors
+    /// [`OpError`].
+    pub fn handle_discontinuity(&self, name: &str, view: TimelineView) -> Result<(), OpError> {
+        let s = self.inner.streams.get(name).ok_or(OpError::UnknownStream)?;
+        let mut st = lock(&s.state);
+        st.book.handle_discontinuity(view);
+        st.book.handle_keyframe(view.edge);
+        let changes = st.drain();
+        let rows: Vec<(&str, StoredCue)> = changes.into_iter().map(|c| (name, c)).collect();
+        self.commit(&rows, None)
+    }
+
+    /// The stream task's per-part call: the cues to carry in the part
+    /// spanning `range`, marked aired in `part` and committed before they are
+    /// returned.
     ///
     /// # Errors
     /// [`OpError`].
@@ -570,8 +600,7 @@ impl Overlay {
         Ok(cues)
     }
 
-    /// Placed or aired cues with a media time in `range`, for carriage (not
-    /// wired yet: the stream task will call this per part).
+    /// Placed or aired cues with a media time in `range`, without airing them.
     #[must_use]
     pub fn cues_in(&self, name: &str, range: Range<MediaTime>) -> Vec<Cue> {
         self.inner.streams.get(name).map_or_else(Vec::new, |s| {

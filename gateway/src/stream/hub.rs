@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::registry::Registry;
 use super::task::{self, Command, StreamSettings};
 use super::uplink::Role;
+use crate::overlay::Overlay;
 
 /// Datagrams queued between the SRT socket and the stream task (~3 s at 4 Mb/s).
 const PUBLISH_QUEUE: usize = 1024;
@@ -36,6 +37,8 @@ struct Entry {
 pub struct Hub {
     registry: Registry,
     settings: StreamSettings,
+    /// The commerce overlay whose cues the streams carry, when configured.
+    overlay: Option<Overlay>,
     streams: Arc<Mutex<HashMap<String, Entry>>>,
 }
 
@@ -78,8 +81,20 @@ impl Hub {
         Self {
             registry,
             settings,
+            overlay: None,
             streams: Arc::default(),
         }
+    }
+
+    /// Streams started from now on carry `overlay`'s cues.
+    #[must_use]
+    pub fn with_overlay(mut self, overlay: Overlay) -> Self {
+        self.overlay = Some(overlay);
+        self
+    }
+
+    pub(super) fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
     }
 
     #[must_use]

@@ -1,6 +1,7 @@
 //! Live streams: one task owns each stream's packager state and publishes
 //! immutable snapshots through a `watch` channel; HTTP handlers only read them.
 
+mod carriage;
 pub mod hub;
 mod publishers;
 pub mod registry;
@@ -48,6 +49,9 @@ pub struct StreamSnapshot {
     /// part boundaries, when the source has audio.
     pub audio: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,
+    /// `EXT-X-DATERANGE` lines of the overlay's cues in the playlist window,
+    /// written in every media playlist (empty without an overlay).
+    pub dateranges: Arc<[String]>,
     /// The stream is gone: blocked requests must answer now.
     pub closed: bool,
 }

@@ -50,7 +50,9 @@ impl Renditions {
                     r.set_init(init);
                 }
             }
-            Output::Part { track, open, part } => {
+            Output::Part {
+                track, open, part, ..
+            } => {
                 if let Some(r) = self.slot(track) {
                     r.push_part(open, part);
                 }
@@ -71,6 +73,13 @@ impl Renditions {
         }
     }
 
+    /// The first PROGRAM-DATE-TIME of the video playlist: where its window starts.
+    pub(super) fn window_start(&self) -> Option<WallTime> {
+        let s = self.video.as_ref()?.snapshot();
+        let first = s.segments.first().map(|seg| seg.program_date_time);
+        first.or_else(|| s.open.as_ref().map(|o| o.program_date_time))
+    }
+
     pub(super) fn ended(&self) -> bool {
         self.video.as_ref().is_some_and(|r| r.snapshot().ended)
     }
@@ -82,6 +91,7 @@ impl Renditions {
         incarnation: WallTime,
         video_codec: Option<&Codec>,
         segmenter: &Segmenter,
+        dateranges: Arc<[String]>,
     ) -> Option<StreamSnapshot> {
         let video = Arc::new(self.video.as_ref()?.snapshot().clone());
         let audio = self.audio.as_ref().map(|r| Arc::new(r.snapshot().clone()));
@@ -92,6 +102,7 @@ impl Renditions {
             main: Some(video),
             audio,
             variant,
+            dateranges,
             closed: false,
         })
     }

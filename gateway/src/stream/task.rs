@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::StreamSnapshot;
+use super::carriage::Carriage;
 use super::hub::{Hub, Publishing};
 use super::publishers::{Event, Publishers};
 use super::renditions::Renditions;
@@ -53,6 +54,7 @@ pub(super) fn spawn(
         main: None,
         audio: None,
         variant: None,
+        dateranges: Arc::from([]),
         closed: false,
     }));
     // The previous incarnation of a stream may still linger in the registry.
@@ -67,6 +69,7 @@ pub(super) fn spawn(
         snapshots,
         publishers: Publishers::default(),
         video: None,
+        carriage: Carriage::new(hub.overlay(), name),
     };
     let flag = Arc::clone(&publishing);
     // A root span: the stream outlives the connection that started it.
@@ -94,6 +97,8 @@ struct StreamTask {
     /// Which publisher's samples reach the segmenter.
     uplink: Uplink,
     video: Option<Codec>,
+    /// The overlay's cues into parts and playlists, when it knows the stream.
+    carriage: Option<Carriage>,
 }
 
 enum Deadline {
@@ -190,6 +195,9 @@ impl StreamTask {
             self.segmenter = Segmenter::new(self.settings.segmenter);
             self.uplink = Uplink::new(self.settings.uplink);
             self.video = None;
+            if let Some(c) = &mut self.carriage {
+                c.restart();
+            }
             // The new stream reuses object names: its ETags must differ.
             self.snapshots
                 .send_modify(|s| Arc::make_mut(s).incarnation = wall_now());
@@ -262,8 +270,11 @@ impl StreamTask {
 
     fn drain(&mut self) -> bool {
         let mut dirty = false;
-        while let Some(out) = self.segmenter.poll_output() {
+        while let Some(mut out) = self.segmenter.poll_output() {
             dirty = true;
+            if let Some(c) = &mut self.carriage {
+                c.carry(&mut out);
+            }
             self.renditions.apply(out, self.settings.retention);
         }
         dirty
@@ -276,15 +287,25 @@ impl StreamTask {
         self.publish();
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let incarnation = self.snapshots.borrow().incarnation;
+        // Without an overlay the (empty) list is shared, never rebuilt.
+        let dateranges = match &mut self.carriage {
+            Some(c) => c.dateranges(self.renditions.window_start()),
+            None => Arc::clone(&self.snapshots.borrow().dateranges),
+        };
         if let Some(next) = self.renditions.snapshot(
             &self.name,
             incarnation,
             self.video.as_ref(),
             &self.segmenter,
+            dateranges,
         ) {
             self.snapshots.send_replace(Arc::new(next));
+            // The edge moved: cues due at it are placed for the next parts.
+            if let Some(c) = &self.carriage {
+                c.advance();
+            }
         }
     }
 }

@@ -88,6 +88,11 @@ part_target_ms = 200
 impl Gateway {
     /// Starts `dropline serve` with `config` (TOML) and waits for its ready line.
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// As [`Gateway::start`], with `env` (e.g. `DROPLINE_*` secrets) set.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("dropline.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -114,6 +119,7 @@ impl Gateway {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawning dropline");
         let log = LogBuffer::default();
         log.capture(child.stderr.take().unwrap());

@@ -12,7 +12,8 @@ use bytes::Bytes;
 use crate::directives::Skip;
 use crate::playlist::{
     AudioRendition, MediaRenderOptions, RenditionReport, Variant, render_media_playlist,
-    render_media_playlist_delta, render_media_playlist_with_reports, render_multivariant,
+    render_media_playlist_delta, render_media_playlist_with_metadata,
+    render_media_playlist_with_reports, render_multivariant,
 };
 use crate::rendition::{OpenSegment, Part, PlaylistParams, RenditionSnapshot, Segment};
 use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, WallTime};
@@ -32,6 +33,7 @@ const CASES: &[&str] = &[
     "delta_live.m3u8",
     "delta_discontinuity_skipped.m3u8",
     "delta_none_skippable.m3u8",
+    "delta_dateranges.m3u8",
     "multivariant.m3u8",
     "multivariant_audio.m3u8",
     "video_with_rendition_report.m3u8",
@@ -316,6 +318,50 @@ fn delta_live() {
     }
     let s = b.open(&[HALF, HALF], false).live(0);
     check("delta_live.m3u8", &render_delta(&s));
+}
+
+#[test]
+fn delta_dateranges() {
+    // delta_live with two cues, as the overlay renders them: one that started
+    // in skipped segment 61 and one in the segment in progress. With
+    // _HLS_skip=YES both stay (no CAN-SKIP-DATERANGES is offered), with the
+    // same attributes as in the full playlist and the other renditions'.
+    let mut b = Builder::new(2, MediaTime(HALF), 60, 240);
+    for _ in 0..10 {
+        b.segment(&FULL, false);
+    }
+    let s = b.open(&[HALF, HALF], false).live(0);
+    let dateranges = [
+        "#EXT-X-DATERANGE:ID=\"card-1\",CLASS=\"com.dropline.product-card\",\
+         START-DATE=\"2026-11-26T07:00:02.500Z\",X-PAYLOAD=\"eyJpZCI6ImNhcmQtMSJ9\""
+            .to_owned(),
+        "#EXT-X-DATERANGE:ID=\"offer-7\",CLASS=\"com.dropline.offer-open\",\
+         START-DATE=\"2026-11-26T07:00:20.250Z\",DURATION=30.0,X-PAYLOAD=\"eyJpZCI6Im9mZmVyLTcifQ\""
+            .to_owned(),
+        // Not one tag on one line: left out.
+        "#EXT-X-DATERANGE:ID=\"x\"\n#EXT-X-ENDLIST".to_owned(),
+    ];
+    let opts = MediaRenderOptions::for_params(&s.params);
+    let text = render_media_playlist_with_metadata(&s, &opts, Some(Skip::Yes), &[], &dateranges);
+    let full = render_media_playlist_with_metadata(&s, &opts, None, &[], &dateranges);
+    for line in &dateranges[..2] {
+        assert_eq!(
+            full.matches(line.as_str()).count(),
+            1,
+            "full playlist: {line}"
+        );
+    }
+    assert!(!full.contains("ID=\"x\""));
+    check("delta_dateranges.m3u8", &text);
+}
+
+#[test]
+fn no_daterange_without_a_program_date_time() {
+    let s = Builder::new(2, MediaTime(HALF), 0, 0).live(0);
+    let line = ["#EXT-X-DATERANGE:ID=\"a\",START-DATE=\"2026-11-26T07:00:00.000Z\"".to_owned()];
+    let opts = MediaRenderOptions::for_params(&s.params);
+    let text = render_media_playlist_with_metadata(&s, &opts, None, &[], &line);
+    assert!(!text.contains("DATERANGE"), "{text}");
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! #EXT-X-DISCONTINUITY-SEQUENCE:<n>     (when n > 0 or a discontinuity is listed)
 //! #EXT-X-SKIP:SKIPPED-SEGMENTS=<n>      (delta updates only, see below)
 //! #EXT-X-MAP:URI="init.mp4"
+//! #EXT-X-DATERANGE:…                    (timed metadata in the window, given pre-rendered)
 //! per complete segment:
 //!   #EXT-X-DISCONTINUITY                (flagged, and not the first segment)
 //!   #EXT-X-PROGRAM-DATE-TIME:…
@@ -30,7 +31,8 @@
 //! with the first n complete segments (every line from the first EXT-X-MAP
 //! through the n-th segment URI) replaced by `#EXT-X-SKIP`, followed by the
 //! tags the first listed segment still needs: its EXT-X-DISCONTINUITY when
-//! flagged, then the EXT-X-MAP in effect for it.
+//! flagged, then the EXT-X-MAP in effect for it. Every EXT-X-DATERANGE is
+//! kept in a delta update (see [`render_media_playlist_delta`]).
 //!
 //! `EXT-X-INDEPENDENT-SEGMENTS` is not written here: every segment starts with
 //! a keyframe, and the multivariant playlist says so once for all renditions.
@@ -221,6 +223,30 @@ pub fn render_media_playlist_with_reports(
     skip: Option<Skip>,
     reports: &[RenditionReport],
 ) -> String {
+    render_media_playlist_with_metadata(s, opts, skip, reports, &[])
+}
+
+/// Renders the media playlist of `s` as [`render_media_playlist_with_reports`]
+/// does, with the `EXT-X-DATERANGE` lines of `dateranges` (pre-rendered,
+/// without line end) after the header, in the given order. The caller passes
+/// the same lines to every rendition of a stream (rfc8216bis §4.4.5.1: "If a
+/// Playlist contains two EXT-X-DATERANGE tags with the same ID attribute
+/// value, then any AttributeName that appears in both tags MUST have the same
+/// AttributeValue.") and keeps a line while its START-DATE lies in the
+/// window. A line that is not one tag on one line is left out.
+///
+/// §4.4.5.1: "If a Playlist contains an EXT-X-DATERANGE tag, it MUST also
+/// contain at least one EXT-X-PROGRAM-DATE-TIME tag." Every listed segment
+/// and the segment in progress carry one; a playlist listing none gets no
+/// date range either.
+#[must_use]
+pub fn render_media_playlist_with_metadata(
+    s: &RenditionSnapshot,
+    opts: &MediaRenderOptions,
+    skip: Option<Skip>,
+    reports: &[RenditionReport],
+    dateranges: &[String],
+) -> String {
     MediaPlaylist {
         s,
         opts,
@@ -231,6 +257,7 @@ pub fn render_media_playlist_with_reports(
             None => false,
         },
         reports,
+        dateranges,
     }
     .to_string()
 }
@@ -248,8 +275,11 @@ pub fn render_media_playlist_with_reports(
 ///
 /// `v2` is answered like `YES`. It asks to skip EXT-X-DATERANGE tags as well,
 /// which only a playlist offering `CAN-SKIP-DATERANGES=YES` may be asked for
-/// (§6.3.7); we write neither date ranges nor that attribute, so there is
-/// nothing more to skip and no RECENTLY-REMOVED-DATERANGES to list.
+/// (§6.3.7); we do not offer it, so a delta update skips no date range and
+/// lists no RECENTLY-REMOVED-DATERANGES: every EXT-X-DATERANGE of the full
+/// playlist stays (§6.2.5.1: "All tags that were not skipped MUST remain in
+/// the Playlist Delta Update"; §4.4.5.2 lets only a v2 delta of a
+/// CAN-SKIP-DATERANGES playlist leave out EXT-X-DATERANGE tags).
 ///
 /// When no segment lies beyond the Skip Boundary the answer is still a delta
 /// update, with `SKIPPED-SEGMENTS=0`: the MUST above asks for one, and clients
@@ -273,6 +303,8 @@ struct MediaPlaylist<'a> {
     /// A delta update was asked for (it is written only when allowed).
     delta: bool,
     reports: &'a [RenditionReport],
+    /// Pre-rendered `EXT-X-DATERANGE` lines.
+    dateranges: &'a [String],
 }
 
 impl MediaPlaylist<'_> {
@@ -382,6 +414,12 @@ fn write_map(f: &mut fmt::Formatter<'_>, id: InitId, current: &mut Option<InitId
     )
 }
 
+/// One `EXT-X-DATERANGE` tag on one line: anything else would break the
+/// playlist's line structure.
+fn is_daterange_line(line: &str) -> bool {
+    line.starts_with("#EXT-X-DATERANGE:") && !line.contains(['\n', '\r'])
+}
+
 fn sum_durations(parts: &[Arc<Part>]) -> MediaTime {
     MediaTime(
         parts
@@ -453,6 +491,13 @@ impl fmt::Display for MediaPlaylist<'_> {
                 .or_else(|| self.open().map(|o| o.init))
                 .unwrap_or_else(|| s.current_init());
             write_map(f, id, &mut init)?;
+        }
+
+        // Only with a PROGRAM-DATE-TIME below to anchor them (§4.4.5.1).
+        if !s.segments.is_empty() || self.open().is_some() {
+            for line in self.dateranges.iter().filter(|l| is_daterange_line(l)) {
+                writeln!(f, "{line}")?;
+            }
         }
 
         let parts_from = self.part_window_start();
@@ -651,6 +696,7 @@ mod tests {
                 opts: &opts,
                 delta: true,
                 reports: &[],
+                dateranges: &[],
             };
             assert_eq!(
                 view.skipped_segments(opts.can_skip_until()),
@@ -738,6 +784,7 @@ mod tests {
             opts: &MediaRenderOptions::for_params(&params()),
             delta: false,
             reports: &[],
+            dateranges: &[],
         };
         assert_eq!(view.part_window_start(), 3);
 
@@ -749,6 +796,7 @@ mod tests {
             opts: &MediaRenderOptions::for_params(&params()),
             delta: false,
             reports: &[],
+            dateranges: &[],
         };
         assert_eq!(view.part_window_start(), 0);
     }

@@ -26,7 +26,7 @@ mod golden_tests;
 
 pub use media::{
     MediaOptionsError, MediaRenderOptions, render_media_playlist, render_media_playlist_delta,
-    render_media_playlist_with_reports,
+    render_media_playlist_with_metadata, render_media_playlist_with_reports,
 };
 pub use multivariant::{AudioRendition, Variant, VariantError, render_multivariant};
 pub use names::{ObjectName, PLAYLIST_NAME, parse_object_name, part_uri, segment_uri};
