@@ -213,11 +213,12 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
         self.check_stalls(now);
         // srtla.md §7.2: "score = window / (in_flight + 1) …; skip links that
         // are timed out (BB) or not registered (MOB); pick the highest score,
-        // ties → first in list order". Before the score come two tiers: a
-        // link whose ACKs stopped (stalled), or that lost this very SN
-        // before (a retransmission), gets nothing while any other is up, and
-        // one over its bandwidth-delay product only when every live link is,
-        // so no link is offered much more than it delivers.
+        // ties → first in list order". Before the score come tiers, worst
+        // first: a link whose ACKs stopped (stalled) gets nothing while any
+        // other is up; one that lost this very SN before (a retransmission,
+        // possibly NAKed again while on its way) only if every other did
+        // too; one over its bandwidth-delay product only when every live
+        // link is, so no link is offered much more than it delivers.
         let data_sn = match packet::classify(d) {
             Packet::SrtData { sn, .. } => Some(sn),
             _ => None,
@@ -231,16 +232,18 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
                 continue;
             }
             let in_flight_bytes: u64 = l.in_flight.iter().map(|&(_, b)| u64::from(b)).sum();
-            let tier = if l.health.is_stalled() || lost_here(l.id) {
+            let tier = if l.health.is_stalled() {
                 0
+            } else if lost_here(l.id) {
+                1
             } else if l
                 .health
                 .in_flight_cap(now)
                 .is_some_and(|cap| in_flight_bytes >= cap)
             {
-                1
-            } else {
                 2
+            } else {
+                3
             };
             let rank = (tier, i64::from(l.window) / (l.in_flight.len() as i64 + 1));
             if best.is_none_or(|(_, r)| rank > r) {
@@ -989,6 +992,11 @@ mod tests {
         p.stream(&mut sn, 100);
         p.tx.handle_caller_datagram(p.now, &srt_data(sn - 300));
         p.tx.handle_caller_datagram(p.now, &srt_control(6, &[]));
+        // Even an SN that link 0 was NAKed for (a retransmission lost or
+        // still on its way) goes to link 0 again, not to the stalled link.
+        let again = sn - 1;
+        p.tx.handle_link_datagram(p.now, LinkId(0), &srt_control(3, &[again]));
+        p.tx.handle_caller_datagram(p.now, &srt_data(again));
         p.pump();
         let s = p.tx.stats(p.now);
         assert_eq!(s[1].packets, before, "{s:?}");
