@@ -32,9 +32,10 @@ const KILL_AT_MS = 6_000;
 const ADD_AT_MS = 12_000;
 
 // Runs in `make test` but cannot fail it yet. Since srtla-send detects dead links from its SRTLA
-// ACKs, the packaged media was whole in 7 of 7 runs and the test passed 6 of them (3 in a row first), but
-// one (the 4th) had one hls.js low-buffer stall about 3 s into playback, before the link death, with the
-// media whole: a player/live-edge issue, not yet explained. Remove `todo` once that is understood.
+// ACKs, the packaged media was whole in 7 of 7 runs and the test passed 6 of them (3 in a row
+// first), but one (the 4th) had one hls.js low-buffer stall about 3 s into playback, before the
+// link death, with the media whole: a player/live-edge issue, not yet explained. Remove `todo`
+// once that is understood.
 const TODO = 'rare early hls.js low-buffer stall with whole media (see comment above)';
 
 after(shutdownAll);
