@@ -15,6 +15,7 @@ pub mod playlist;
 pub mod probe;
 pub mod publish;
 pub mod source;
+pub mod srtla_link_health;
 pub mod srtla_sender;
 pub mod stats;
 pub mod sys;

@@ -15,6 +15,8 @@ use gateway::ingest::srtla::packet::{
 };
 use serde::Serialize;
 
+use crate::srtla_link_health::LinkHealth;
+
 /// srtla.md §7.1: "window (scaled ×1000): initial 20 000, min 1 000, max 60 000".
 const WINDOW_DEFAULT: i32 = 20_000;
 const WINDOW_MIN: i32 = 1_000;
@@ -28,6 +30,9 @@ const WINDOW_GENERAL: i32 = 1;
 const IN_FLIGHT_LOG: usize = 256;
 /// The longest NAK range acted on (a hostile range must not spin).
 const NAK_RANGE_MAX: u32 = 1024;
+/// How many NAKed SNs remember the link that lost them (a few seconds of
+/// losses at the rates tested).
+const LOST_ON_LOG: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
@@ -70,6 +75,10 @@ pub enum Event {
     GroupLost,
     LinkUp(LinkId),
     LinkDown(LinkId),
+    /// Its SRTLA ACKs stopped: no new data over it, keepalive probes only.
+    LinkStalled(LinkId),
+    /// ACKs or a probe's echo came back after a stall.
+    LinkResumed(LinkId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -86,8 +95,10 @@ struct Link {
     id: LinkId,
     state: LinkState,
     window: i32,
-    /// SNs sent over this link and not yet acknowledged (oldest first).
-    in_flight: VecDeque<SeqNo>,
+    /// SNs (and datagram sizes) sent over this link and not yet
+    /// acknowledged, oldest first.
+    in_flight: VecDeque<(SeqNo, u32)>,
+    health: LinkHealth,
     last_rx: Option<Instant>,
     rtt_ms: Option<u32>,
     naks: u32,
@@ -108,6 +119,10 @@ pub struct LinkStats {
     pub naks: u32,
     pub packets: u64,
     pub bytes: u64,
+    /// SRTLA ACKs stopped: no new data over it.
+    pub stalled: bool,
+    /// Bytes per second the receiver ACKed (best recent interval).
+    pub delivery_bytes_per_s: Option<u64>,
 }
 
 pub struct Sender<R> {
@@ -126,6 +141,9 @@ pub struct Sender<R> {
     links: Vec<Link>,
     next_link: u32,
     next_housekeeping: Instant,
+    /// NAKed SNs and the link that carried them: SRT's retransmission of
+    /// such an SN goes over another link (that one may be dying).
+    lost_on: VecDeque<(SeqNo, LinkId)>,
     /// Caller datagrams that found no usable link.
     pub dropped: u64,
     out: VecDeque<Output>,
@@ -148,6 +166,7 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
             links: Vec::new(),
             next_link: 0,
             next_housekeeping: now,
+            lost_on: VecDeque::new(),
             dropped: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
@@ -163,6 +182,7 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
             state: LinkState::Pending,
             window: WINDOW_DEFAULT,
             in_flight: VecDeque::new(),
+            health: LinkHealth::new(now),
             last_rx: None,
             rtt_ms: None,
             naks: 0,
@@ -187,20 +207,47 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
         self.registered
     }
 
-    /// A datagram from the local SRT caller: over the best link.
-    /// (`_now` keeps the `handle_*(now, …)` shape; the choice needs no clock.)
-    pub fn handle_caller_datagram(&mut self, _now: Instant, d: &[u8]) {
+    /// A datagram from the local SRT caller (new data, a retransmission or
+    /// SRT control): over the best link.
+    pub fn handle_caller_datagram(&mut self, now: Instant, d: &[u8]) {
+        self.check_stalls(now);
         // srtla.md §7.2: "score = window / (in_flight + 1) …; skip links that
         // are timed out (BB) or not registered (MOB); pick the highest score,
-        // ties → first in list order".
-        let mut best: Option<(usize, i64)> = None;
-        for (i, l) in self.links.iter().enumerate() {
+        // ties → first in list order". Before the score come tiers, worst
+        // first: a link whose ACKs stopped (stalled) gets nothing while any
+        // other is up; one that lost this very SN before (a retransmission,
+        // possibly NAKed again while on its way) only if every other did
+        // too; one over its bandwidth-delay product only when every live
+        // link is, so no link is offered much more than it delivers.
+        let data_sn = match packet::classify(d) {
+            Packet::SrtData { sn, .. } => Some(sn),
+            _ => None,
+        };
+        let lost_on = &self.lost_on;
+        let lost_here =
+            |id: LinkId| data_sn.is_some_and(|sn| lost_on.iter().any(|&e| e == (sn, id)));
+        let mut best: Option<(usize, (u8, i64))> = None;
+        for (i, l) in self.links.iter_mut().enumerate() {
             if l.state != LinkState::Up {
                 continue;
             }
-            let score = i64::from(l.window) / (l.in_flight.len() as i64 + 1);
-            if best.is_none_or(|(_, s)| score > s) {
-                best = Some((i, score));
+            let in_flight_bytes: u64 = l.in_flight.iter().map(|&(_, b)| u64::from(b)).sum();
+            let tier = if l.health.is_stalled() {
+                0
+            } else if lost_here(l.id) {
+                1
+            } else if l
+                .health
+                .in_flight_cap(now)
+                .is_some_and(|cap| in_flight_bytes >= cap)
+            {
+                2
+            } else {
+                3
+            };
+            let rank = (tier, i64::from(l.window) / (l.in_flight.len() as i64 + 1));
+            if best.is_none_or(|(_, r)| rank > r) {
+                best = Some((i, rank));
             }
         }
         let Some(link) = best.and_then(|(i, _)| self.links.get_mut(i)) else {
@@ -208,11 +255,13 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
             return;
         };
         // "a data packet's SN is then logged as in flight on that link".
-        if let Packet::SrtData { sn, .. } = packet::classify(d) {
+        if let Some(sn) = data_sn {
             if link.in_flight.len() >= IN_FLIGHT_LOG {
                 link.in_flight.pop_front();
             }
-            link.in_flight.push_back(sn);
+            link.in_flight
+                .push_back((sn, u32::try_from(d.len()).unwrap_or(u32::MAX)));
+            link.health.on_data_sent(now, d.len());
         }
         link.packets += 1;
         link.bytes += d.len() as u64;
@@ -248,22 +297,36 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
                     l.state = LinkState::Up;
                     l.window = WINDOW_DEFAULT;
                     l.in_flight.clear();
+                    l.health = LinkHealth::new(now);
                     self.events.push_back(Event::LinkUp(link));
                 }
             }
             Packet::Ack(sns) => {
+                // srtla.md §5.2: the receiver sends a link's ACKs "to that
+                // link's address only": they are this link's delivery.
+                let mut n = 0;
                 for sn in sns.iter() {
                     self.on_srtla_ack(sn);
+                    n += 1;
+                }
+                if let Some(l) = self.links.get_mut(i)
+                    && l.health.on_srtla_ack(now, n)
+                {
+                    self.events.push_back(Event::LinkResumed(link));
                 }
             }
             Packet::Keepalive(bytes) => {
                 // srtla.md §3.1: "RTT = now − echoed value (MOB clamps to 0–10000 ms)".
                 let now_ms = self.ms(now);
-                if let (Some(sent), Some(l)) =
+                if let (Some(sent_ms), Some(l)) =
                     (packet::keepalive_timestamp(bytes), self.links.get_mut(i))
                 {
-                    let rtt = now_ms.saturating_sub(sent).min(10_000);
+                    let rtt = now_ms.saturating_sub(sent_ms).min(10_000);
                     l.rtt_ms = u32::try_from(rtt).ok();
+                    let sent = now - Duration::from_millis(rtt);
+                    if l.state == LinkState::Up && l.health.on_keepalive_echo(now, sent) {
+                        self.events.push_back(Event::LinkResumed(link));
+                    }
                 }
             }
             Packet::SrtData { .. } | Packet::SrtControl { .. } => {
@@ -280,8 +343,21 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
         }
     }
 
-    /// Housekeeping once per period; an early call is a no-op.
+    /// Stall checks and probes of stalled links when due, housekeeping once
+    /// per period; an early call is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.check_stalls(now);
+        let now_ms = self.ms(now);
+        for i in 0..self.links.len() {
+            if let Some(l) = self.links.get_mut(i)
+                && l.state == LinkState::Up
+                && l.health.take_probe(now)
+            {
+                let ka = packet::keepalive(now_ms, &Self::report(l));
+                let id = l.id;
+                self.send(id, &ka);
+            }
+        }
         if now < self.next_housekeeping {
             return;
         }
@@ -298,6 +374,7 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
                 l.state = LinkState::Failed;
                 l.window = WINDOW_MIN;
                 l.in_flight.clear();
+                l.health = LinkHealth::new(now);
                 self.events.push_back(Event::LinkDown(l.id));
             }
         }
@@ -327,15 +404,8 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
             if l.state == LinkState::Up {
                 // srtla.md §7.4 (MOB): a timestamped keepalive every second,
                 // extended with this link's figures (§3.1).
-                let report = LinkReport {
-                    link_id: id.0,
-                    window: l.window,
-                    in_flight: i32::try_from(l.in_flight.len()).unwrap_or(i32::MAX),
-                    rtt_ms: l.rtt_ms.unwrap_or(0),
-                    naks: l.naks,
-                    bitrate_bytes_per_s: l.bitrate,
-                };
-                self.send(id, &packet::keepalive(now_ms, &report));
+                let ka = packet::keepalive(now_ms, &Self::report(l));
+                self.send(id, &ka);
             } else {
                 // srtla.md §4.3: "REG2(G) every second until anything arrives".
                 self.send(id, &reg2);
@@ -343,9 +413,36 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
         }
     }
 
+    /// The next housekeeping, stall check or probe.
     #[must_use]
     pub fn poll_timeout(&self) -> Instant {
-        self.next_housekeeping
+        self.links
+            .iter()
+            .filter(|l| l.state == LinkState::Up)
+            .flat_map(|l| [l.health.stall_deadline(), l.health.next_probe()])
+            .flatten()
+            .fold(self.next_housekeeping, Instant::min)
+    }
+
+    /// Marks links whose SRTLA ACKs stopped as stalled.
+    fn check_stalls(&mut self, now: Instant) {
+        for l in &mut self.links {
+            if l.state == LinkState::Up && l.health.check_stall(now) {
+                self.events.push_back(Event::LinkStalled(l.id));
+            }
+        }
+    }
+
+    /// srtla.md §3.1 extended keepalive figures.
+    fn report(l: &Link) -> LinkReport {
+        LinkReport {
+            link_id: l.id.0,
+            window: l.window,
+            in_flight: i32::try_from(l.in_flight.len()).unwrap_or(i32::MAX),
+            rtt_ms: l.rtt_ms.unwrap_or(0),
+            naks: l.naks,
+            bitrate_bytes_per_s: l.bitrate,
+        }
     }
 
     #[must_use]
@@ -358,11 +455,14 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
         self.events.pop_front()
     }
 
+    /// `now` rolls the delivery-rate estimate.
     #[must_use]
-    pub fn stats(&self) -> Vec<LinkStats> {
+    pub fn stats(&mut self, now: Instant) -> Vec<LinkStats> {
         self.links
-            .iter()
+            .iter_mut()
             .map(|l| LinkStats {
+                stalled: l.health.is_stalled(),
+                delivery_bytes_per_s: l.health.delivery_rate(now).map(|r| r.0),
                 id: l.id,
                 state: l.state,
                 window: l.window,
@@ -446,7 +546,7 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
     /// it and grows its window if it is busy; then every live link +1.
     fn on_srtla_ack(&mut self, sn: SeqNo) {
         for l in &mut self.links {
-            if let Some(pos) = l.in_flight.iter().position(|s| *s == sn) {
+            if let Some(pos) = l.in_flight.iter().position(|&(s, _)| s == sn) {
                 l.in_flight.remove(pos);
                 let in_flight = i32::try_from(l.in_flight.len()).unwrap_or(i32::MAX);
                 if in_flight.saturating_mul(WINDOW_MULT) > l.window {
@@ -468,7 +568,7 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
             // Every SN before the ACK is delivered, whichever link took it
             // (MOB's wrap-aware rule).
             for l in &mut self.links {
-                l.in_flight.retain(|sn| sn.diff(ack) >= 0);
+                l.in_flight.retain(|(sn, _)| sn.diff(ack) >= 0);
             }
             return;
         }
@@ -481,10 +581,18 @@ impl<R: FnMut(&mut [u8])> Sender<R> {
                 let sn = first.add(k);
                 // "first link whose log holds it: entry cleared,
                 // window = max(window − 100, 1 000)".
-                if let Some(l) = self.links.iter_mut().find(|l| l.in_flight.contains(&sn)) {
-                    l.in_flight.retain(|s| *s != sn);
+                if let Some(l) = self
+                    .links
+                    .iter_mut()
+                    .find(|l| l.in_flight.iter().any(|&(s, _)| s == sn))
+                {
+                    l.in_flight.retain(|&(s, _)| s != sn);
                     l.window = (l.window - WINDOW_NAK).max(WINDOW_MIN);
                     l.naks = l.naks.saturating_add(1);
+                    if self.lost_on.len() >= LOST_ON_LOG {
+                        self.lost_on.pop_front();
+                    }
+                    self.lost_on.push_back((sn, l.id));
                 }
             }
         }
@@ -617,8 +725,23 @@ mod tests {
             std::iter::from_fn(|| self.tx.poll_event()).collect()
         }
 
-        fn states(&self) -> Vec<LinkState> {
-            self.tx.stats().iter().map(|s| s.state).collect()
+        fn states(&mut self) -> Vec<LinkState> {
+            self.tx.stats(self.now).iter().map(|s| s.state).collect()
+        }
+
+        /// One caller datagram per ms for `ms`, both ways delivered at once;
+        /// every 10 ms an SRT ACK of all sent so far (as once SRT has
+        /// repaired what a dead link lost) clears every link's in-flight log.
+        fn stream(&mut self, sn: &mut u32, ms: u32) {
+            for _ in 0..ms {
+                self.tx.handle_caller_datagram(self.now, &srt_data(*sn));
+                *sn += 1;
+                if (*sn).is_multiple_of(10) {
+                    self.tx
+                        .handle_link_datagram(self.now, LinkId(0), &srt_control(2, &[*sn]));
+                }
+                self.tick(Duration::from_millis(1));
+            }
         }
     }
 
@@ -665,14 +788,14 @@ mod tests {
             }
         }
         assert_eq!(p.to_srt.len(), 300);
-        let counts: Vec<u64> = p.tx.stats().iter().map(|s| s.packets).collect();
+        let counts: Vec<u64> = p.tx.stats(p.now).iter().map(|s| s.packets).collect();
         // Equal windows, little in flight: every link carries a fair part
         // (ties go to the first link, so not exactly a third each).
         assert!(
             counts.iter().all(|&c| (60..=140).contains(&c)),
             "{counts:?}"
         );
-        assert!(p.tx.stats().iter().all(|s| s.in_flight < 5));
+        assert!(p.tx.stats(p.now).iter().all(|s| s.in_flight < 5));
     }
 
     #[test]
@@ -709,7 +832,7 @@ mod tests {
                 }
             }
         }
-        let s = p.tx.stats();
+        let s = p.tx.stats(p.now);
         assert!(s[1].window < s[0].window, "{s:?}");
         assert!(s[1].naks > 0);
         // Link 1 then gets less of the traffic.
@@ -721,7 +844,7 @@ mod tests {
                 p.tx.handle_link_datagram(p.now, LinkId(0), &srt_control(2, &[sn + 1]));
             }
         }
-        let after: Vec<u64> = p.tx.stats().iter().map(|s| s.packets).collect();
+        let after: Vec<u64> = p.tx.stats(p.now).iter().map(|s| s.packets).collect();
         assert!(
             after[1] - before[1] < after[0] - before[0],
             "{before:?} → {after:?}"
@@ -744,7 +867,7 @@ mod tests {
             p.tx.handle_caller_datagram(p.now, &srt_data(sn));
             p.pump();
         }
-        assert_eq!(p.tx.stats()[1].packets, 0);
+        assert_eq!(p.tx.stats(p.now)[1].packets, 0);
         p.up[1] = true;
         p.tick(Duration::from_secs(1));
         assert_eq!(p.states(), vec![LinkState::Up, LinkState::Up]);
@@ -766,7 +889,7 @@ mod tests {
             p.pump();
         }
         assert_eq!(p.to_srt.len(), 40);
-        assert!(p.tx.stats().iter().all(|s| s.packets > 0));
+        assert!(p.tx.stats(p.now).iter().all(|s| s.packets > 0));
         // The receiver drops the removed link after its timeout.
         p.tick(Duration::from_secs(11));
         assert_eq!(p.rx.size(), (1, 2));
@@ -825,7 +948,7 @@ mod tests {
         reg3[..2].copy_from_slice(&bare(REG3));
         tx.handle_link_datagram(now, a, &reg3);
         tx.handle_link_datagram(now, a, &[0xFF; 3]);
-        assert_eq!(tx.stats()[0].state, LinkState::Up);
+        assert_eq!(tx.stats(now)[0].state, LinkState::Up);
         // RTT from the keepalive echo.
         let later = now + Duration::from_millis(1500);
         tx.handle_timeout(later);
@@ -836,7 +959,7 @@ mod tests {
             })
             .unwrap();
         tx.handle_link_datagram(later + Duration::from_millis(80), a, &ka);
-        assert_eq!(tx.stats()[0].rtt_ms, Some(80));
+        assert_eq!(tx.stats(now)[0].rtt_ms, Some(80));
     }
 
     #[test]
@@ -847,8 +970,211 @@ mod tests {
             p.tx.handle_caller_datagram(p.now, &srt_data(sn));
         }
         while p.tx.poll_output().is_some() {}
-        assert_eq!(p.tx.stats()[0].in_flight, 5);
+        assert_eq!(p.tx.stats(p.now)[0].in_flight, 5);
         p.tx.handle_link_datagram(p.now, LinkId(0), &srt_control(2, &[1, 0]));
-        assert_eq!(p.tx.stats()[0].in_flight, 2);
+        assert_eq!(p.tx.stats(p.now)[0].in_flight, 2);
+    }
+
+    #[test]
+    fn a_silent_link_is_excluded_within_500_ms_and_comes_back() {
+        let mut p = Pair::new(2);
+        p.tick(Duration::ZERO);
+        let mut sn = 0;
+        p.stream(&mut sn, 2_000);
+        let _ = p.events();
+        // Link 1 dies (both ways); the stream goes on.
+        p.up[1] = false;
+        p.stream(&mut sn, 500);
+        assert_eq!(p.events(), vec![Event::LinkStalled(LinkId(1))]);
+        let before = p.tx.stats(p.now)[1].packets;
+        // Nothing more goes into it: new data, retransmissions (an SN it
+        // carried, sent again) and SRT control all take link 0.
+        p.stream(&mut sn, 100);
+        p.tx.handle_caller_datagram(p.now, &srt_data(sn - 300));
+        p.tx.handle_caller_datagram(p.now, &srt_control(6, &[]));
+        // Even an SN that link 0 was NAKed for (a retransmission lost or
+        // still on its way) goes to link 0 again, not to the stalled link.
+        let again = sn - 1;
+        p.tx.handle_link_datagram(p.now, LinkId(0), &srt_control(3, &[again]));
+        p.tx.handle_caller_datagram(p.now, &srt_data(again));
+        p.pump();
+        let s = p.tx.stats(p.now);
+        assert_eq!(s[1].packets, before, "{s:?}");
+        assert!(s[1].stalled && s[1].state == LinkState::Up);
+        // It is probed with keepalives; when it carries traffic again, the
+        // first echo brings it back, well before the 4 s link timeout.
+        p.up[1] = true;
+        p.stream(&mut sn, 150);
+        assert_eq!(p.events(), vec![Event::LinkResumed(LinkId(1))]);
+        p.stream(&mut sn, 200);
+        assert!(p.tx.stats(p.now)[1].packets > before + 50);
+        assert!(p.events().is_empty());
+    }
+
+    /// Links with a rate cap and a one-way delay each: a datagram leaves a
+    /// link's queue at its rate and arrives its delay later; the receiver's
+    /// replies come back after the same delay. The listener NAKs every hole
+    /// at once (no reorder tolerance, as srt-tokio) and ACKs every 10 ms
+    /// past the highest SN it got (as if SRT had repaired the holes).
+    struct Net {
+        p: Pair,
+        /// Per link: datagrams per second, queue, next departure.
+        rate: Vec<u32>,
+        up_queue: Vec<VecDeque<Bytes>>,
+        next_departure: Vec<Instant>,
+        in_transit: Vec<(Instant, LinkId, Bytes, bool)>,
+        delay: Vec<Duration>,
+        received: std::collections::BTreeSet<u32>,
+        max_queue: usize,
+    }
+
+    impl Net {
+        fn new(rates: &[u32], delay: &[Duration]) -> Self {
+            let mut p = Pair::new(rates.len());
+            p.tick(Duration::ZERO);
+            Self {
+                rate: rates.to_vec(),
+                up_queue: vec![VecDeque::new(); rates.len()],
+                next_departure: vec![p.now; rates.len()],
+                in_transit: Vec::new(),
+                delay: delay.to_vec(),
+                received: std::collections::BTreeSet::new(),
+                max_queue: 0,
+                p,
+            }
+        }
+
+        fn step(&mut self) {
+            let now = self.p.now;
+            while let Some(o) = self.p.tx.poll_output() {
+                match o {
+                    Output::Link { link, payload } => {
+                        self.up_queue[link.0 as usize].push_back(payload);
+                    }
+                    Output::Caller { .. } => {}
+                }
+            }
+            for (i, q) in self.up_queue.iter_mut().enumerate() {
+                self.max_queue = self.max_queue.max(q.len());
+                let gap = Duration::from_secs(1) / self.rate[i];
+                while self.next_departure[i] <= now
+                    && let Some(d) = q.pop_front()
+                {
+                    self.in_transit
+                        .push((now + self.delay[i], LinkId(i as u32), d, true));
+                    self.next_departure[i] += gap;
+                }
+                self.next_departure[i] = self.next_departure[i].max(now);
+            }
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_transit)
+                .into_iter()
+                .partition(|t| t.0 <= now);
+            self.in_transit = later;
+            for (_, link, d, uplink) in due {
+                if uplink {
+                    self.p.rx.handle_link_datagram(now, addr(link), &d);
+                } else {
+                    self.p.tx.handle_link_datagram(now, link, &d);
+                }
+            }
+            while let Some(t) = self.p.rx.poll_transmit() {
+                match t {
+                    Transmit::Link { to, payload } => {
+                        let link = LinkId(u32::from(to.port() - 1000));
+                        let at = now + self.delay[link.0 as usize];
+                        self.in_transit.push((at, link, payload, false));
+                    }
+                    Transmit::Srt { payload, .. } => {
+                        if let Packet::SrtData { sn, .. } = packet::classify(&payload) {
+                            let sn = sn.value();
+                            let next = self.received.last().map_or(0, |l| l + 1);
+                            if sn > next {
+                                let nak = srt_control(3, &[next | 0x8000_0000, sn - 1]);
+                                let at = now + self.delay[0];
+                                self.in_transit
+                                    .push((at, LinkId(0), Bytes::from(nak), false));
+                            }
+                            self.received.insert(sn);
+                        }
+                    }
+                    Transmit::CloseSrt { .. } => {}
+                }
+            }
+        }
+
+        /// Offers `per_s` datagrams per second, evenly, for `ms` ms.
+        fn run(&mut self, sn: &mut u32, per_s: u32, ms: u32) {
+            let mut credit = 0;
+            for t in 0..ms {
+                credit += per_s;
+                while credit >= 1000 {
+                    credit -= 1000;
+                    self.p.tx.handle_caller_datagram(self.p.now, &srt_data(*sn));
+                    *sn += 1;
+                }
+                if t.is_multiple_of(10) {
+                    let next = self.received.last().map_or(0, |l| l + 1);
+                    let ack = srt_control(2, &[next]);
+                    let at = self.p.now + self.delay[0];
+                    self.in_transit
+                        .push((at, LinkId(0), Bytes::from(ack), false));
+                }
+                self.p.now += Duration::from_millis(1);
+                self.p.tx.handle_timeout(self.p.now);
+                self.p.rx.handle_timeout(self.p.now);
+                self.step();
+            }
+        }
+    }
+
+    #[test]
+    fn a_link_delivering_half_the_rate_gets_about_half_the_share() {
+        // Link 0 carries 2000 datagrams/s, 60 ms each way; link 1 1000/s,
+        // 20 ms. 2400/s are offered (80 % of the sum, more than twice link
+        // 1's rate). Link 0's datagrams arrive late and are NAKed as lost
+        // (reordering), so its window shrinks and the score alone would
+        // push most of the stream onto link 1.
+        let ms = Duration::from_millis;
+        let mut net = Net::new(&[2000, 1000], &[ms(60), ms(20)]);
+        let mut sn = 0;
+        net.run(&mut sn, 2400, 3_000);
+        let before: Vec<u64> = net
+            .p
+            .tx
+            .stats(net.p.now)
+            .iter()
+            .map(|s| s.packets)
+            .collect();
+        net.max_queue = 0;
+        net.run(&mut sn, 2400, 3_000);
+        let s = net.p.tx.stats(net.p.now);
+        let share1 = (s[1].packets - before[1]) as f64
+            / ((s[0].packets - before[0]) + (s[1].packets - before[1])) as f64;
+        assert!((0.25..=0.42).contains(&share1), "share {share1:.2} {s:?}");
+        // Neither link queues long enough to tail-drop (an `impair` relay
+        // holds 500 ms): at most ~300 ms of link 1's rate.
+        assert!(net.max_queue <= 300, "queue {} {s:?}", net.max_queue);
+        let rates: Vec<u64> = s.iter().filter_map(|s| s.delivery_bytes_per_s).collect();
+        assert_eq!(rates.len(), 2, "{s:?}");
+    }
+
+    #[test]
+    fn a_retransmission_avoids_the_link_that_lost_the_sn() {
+        let mut p = Pair::new(2);
+        p.tick(Duration::ZERO);
+        let link_of = |p: &mut Pair, sn: u32| {
+            p.tx.handle_caller_datagram(p.now, &srt_data(sn));
+            let link = std::iter::from_fn(|| p.tx.poll_output()).find_map(|o| match o {
+                Output::Link { link, .. } => Some(link),
+                Output::Caller { .. } => None,
+            });
+            link.unwrap()
+        };
+        for sn in 0..6 {
+            let first = link_of(&mut p, sn);
+            p.tx.handle_link_datagram(p.now, LinkId(0), &srt_control(3, &[sn]));
+            // Sent again (SRT's retransmission), twice: never the first link.
+            assert_ne!(link_of(&mut p, sn), first, "sn {sn}");
+        }
     }
 }

@@ -31,11 +31,12 @@ const SAMPLE_FOR_MS = 24_000;
 const KILL_AT_MS = 6_000;
 const ADD_AT_MS = 12_000;
 
-// Runs in `make test` but cannot fail it yet: today the bonded stream loses media when a link dies
-// (srtla-send keeps sending into the dead link for its 4 s link timeout, retransmissions included)
-// and under loss + jitter; see bench/README.md (bonding-bench results). Remove `todo` once the
-// sender handles link death; the assertions below are the Show's.
-const TODO = 'bonded stream not yet whole through a link death (bench/README.md: bonding-bench results)';
+// Runs in `make test` but cannot fail it yet. Since srtla-send detects dead links from its SRTLA
+// ACKs, the packaged media was whole in 7 of 7 runs and the test passed 6 of them (3 in a row
+// first), but one (the 4th) had one hls.js low-buffer stall about 3 s into playback, before the
+// link death, with the media whole: a player/live-edge issue, not yet explained. Remove `todo`
+// once that is understood.
+const TODO = 'rare early hls.js low-buffer stall with whole media (see comment above)';
 
 after(shutdownAll);
 

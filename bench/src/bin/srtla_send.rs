@@ -6,7 +6,8 @@
 //! stdin takes one command per line: `add [DEST]`, `remove ID`, `stats`.
 //! stdout says what happened, one line each (stable, for tests):
 //! `link added ID local=IP:PORT dest=IP:PORT`, `srtla-send ready srt=IP:PORT`,
-//! `registered`, `group lost`, `link up ID`, `link down ID`, `link removed ID`,
+//! `registered`, `group lost`, `link up ID`, `link down ID`, `link stalled ID`,
+//! `link resumed ID`, `link removed ID`,
 //! `stats [JSON]`, `error TEXT`.
 
 use std::collections::HashMap;
@@ -165,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 _ => stdin_open = false,
             },
-            _ = stats_tick.tick(), if args.stats_ms > 0 => print_stats(&sender),
+            _ = stats_tick.tick(), if args.stats_ms > 0 => print_stats(&mut sender),
             _ = term.recv() => return Ok(()),
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
@@ -190,6 +191,8 @@ async fn main() -> anyhow::Result<()> {
                 Event::GroupLost => "group lost".to_owned(),
                 Event::LinkUp(id) => format!("link up {}", id.0),
                 Event::LinkDown(id) => format!("link down {}", id.0),
+                Event::LinkStalled(id) => format!("link stalled {}", id.0),
+                Event::LinkResumed(id) => format!("link resumed {}", id.0),
             });
         }
     }
@@ -235,7 +238,7 @@ async fn command(
     }
 }
 
-fn print_stats<R: FnMut(&mut [u8])>(sender: &Sender<R>) {
-    let json = serde_json::to_string(&sender.stats()).unwrap_or_default();
+fn print_stats<R: FnMut(&mut [u8])>(sender: &mut Sender<R>) {
+    let json = serde_json::to_string(&sender.stats(Instant::now().into_std())).unwrap_or_default();
     say(&format!("stats {json}"));
 }
