@@ -237,6 +237,12 @@ fn check_audio_follows_video(tl: &Timeline) {
     }
 }
 
+/// The longest EXTINF rounding to TARGETDURATION, less one 8 kHz AAC frame
+/// (11,520 ticks) of room for the audio rendition.
+fn max_video_segment(params: PlaylistParams) -> MediaTime {
+    MediaTime(i64::from(params.target_duration_secs) * 90_000 + 45_000 - 1 - 11_520)
+}
+
 fn check_rendition(params: PlaylistParams, segments: &Segments, video: bool) {
     let pt = params.part_target;
     let mut last_seq = None;
@@ -245,8 +251,16 @@ fn check_rendition(params: PlaylistParams, segments: &Segments, video: bool) {
             // MSNs count up by one.
             assert_eq!(open.msn, segments[i - 1].0.msn.next());
         }
+        // A segment starts with a keyframe, but for one cut short of a
+        // keyframe to keep its predecessor within TARGETDURATION (the source's
+        // keyframes came further apart than its first GOP).
+        let forced = i > 0
+            && !open.discontinuity
+            && segments[i - 1]
+                .2
+                .is_some_and(|d| d + pt > max_video_segment(params));
         assert!(
-            parts[0].independent,
+            parts[0].independent || forced,
             "segment {} starts without a keyframe",
             open.msn
         );
@@ -668,4 +682,29 @@ fn two_gateways_joining_at_different_keyframes_agree() {
         shared_audio >= 8,
         "only {shared_audio} audio segments in common"
     );
+}
+
+#[test]
+fn a_keyframe_interval_longer_than_the_first_gop_still_keeps_target_duration() {
+    // The first GOP is 1 s (TARGETDURATION 4 on a 2 s grid); then the encoder
+    // sends a keyframe only every 20 s (segmenter fuzz reproducer: a later GOP
+    // of 258 NTSC frames gave an 8.6 s segment under TARGETDURATION 6).
+    let frames: Vec<(i64, bool)> = (0..1300i64)
+        .map(|k| (k * 3003, k == 0 || k == 30 || k % 600 == 0))
+        .collect();
+    let tl = run_frames(&frames);
+    check(&tl);
+    let params = tl.params.unwrap();
+    assert_eq!(params.target_duration_secs, 4);
+    let cut = tl.segments.iter().filter(|s| !s.1[0].independent).count();
+    assert!(cut >= 8, "only {cut} segments cut without a keyframe");
+    assert!(tl.warnings.iter().any(|w| w.contains("no keyframe for")));
+    // The keyframes still open segments of their own.
+    for k in [600i64, 1200] {
+        assert!(
+            tl.segments
+                .iter()
+                .any(|s| s.0.start == MediaTime(k * 3003) && s.1[0].independent)
+        );
+    }
 }
