@@ -708,3 +708,39 @@ fn a_keyframe_interval_longer_than_the_first_gop_still_keeps_target_duration() {
         );
     }
 }
+
+#[test]
+fn a_probe_whose_only_step_is_a_gap_keeps_target_duration() {
+    // Segmenter fuzz reproducer (fuzz/seeds/segmenter/d_probe_gap_frame_estimate_over_target):
+    // every frame a keyframe, so the probe ends at the second frame, which
+    // comes 129 NTSC frames (4.3 s) after the first. The nominal frame is then
+    // 4.3 s, a part published early gives its last frame that duration, and
+    // the frame after it came 33 ms later: two such parts made an 8.6 s
+    // segment under TARGETDURATION 6. The segment is now cut before the
+    // second (`must_cut`), whatever the frame estimate.
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    seg.push_codec(audio_codec()).unwrap();
+    let mut tl = Timeline::default();
+    let origin = 5_255_018_809;
+    for (i, dts) in [origin, origin + 129 * 3003, origin + 130 * 3003]
+        .into_iter()
+        .enumerate()
+    {
+        seg.push_sample(Sample {
+            track: TrackKind::Video,
+            dts: MediaTime(dts),
+            pts: MediaTime(dts + 3003),
+            keyframe: true,
+            data: Bytes::from(vec![0u8; 57]),
+            arrival: WallTime(dts * 100 / 9),
+        })
+        .unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    seg.push_discontinuity();
+    drain(&mut seg, &mut tl, 3);
+    check(&tl);
+    assert_eq!(tl.params.unwrap().target_duration_secs, 6);
+    assert!(tl.segments.iter().all(|s| s.2.is_some()));
+}
