@@ -727,9 +727,8 @@ fn must_cut(grid: Grid, seg: &SegmentState, dts: MediaTime) -> bool {
             .fold(MediaTime::ZERO, |a, d| a + d)
             .min(grid.params.part_target)
     });
-    // The audio rendition covers the media span, which clamped video parts may undercount.
-    let pending = (seg.published + open).max(dts - seg.start);
-    pending + grid.params.part_target > max_segment(grid.params)
+    // The EXTINF if the segment closed before `dts`.
+    seg.published + open + grid.params.part_target > max_segment(grid.params)
 }
 
 /// Nominal frame duration and jitter from the probe's video decode times: the
