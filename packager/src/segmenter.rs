@@ -40,6 +40,12 @@ const VIDEO_TRACK_ID: u32 = 1;
 /// Without a second keyframe within this much media time the stream cannot be
 /// segmented sensibly (e.g. intra-refresh encoders); start anyway.
 const MAX_PROBE: MediaTime = MediaTime(10 * TS_TIMESCALE as i64);
+/// Video frames the probe needs besides a second keyframe: the frame duration
+/// is the mean of the steps around their median, and with a handful of steps
+/// one gap (dropped frames) is the median. A source of nothing but keyframes
+/// ended the probe at its second frame: one step 4.3 s long became the frame
+/// duration, and PART-TARGET with it (segmenter fuzz target).
+const MIN_PROBE_FRAMES: usize = 9;
 /// Audio frames kept from before the first keyframe (1.4 s of 48 kHz AAC).
 const MAX_PREROLL: usize = 64;
 /// A decode-time jump larger than this (or any step back) is a discontinuity.
@@ -341,7 +347,13 @@ impl Segmenter {
             self.probe.extend(self.preroll.drain(..));
         }
         let first = self.probe.first().map(|s| s.dts);
+        let video = self
+            .probe
+            .iter()
+            .filter(|s| s.track == TrackKind::Video)
+            .count();
         let second_key = is_key
+            && video >= MIN_PROBE_FRAMES
             && self
                 .probe
                 .iter()

@@ -712,21 +712,20 @@ fn a_keyframe_interval_longer_than_the_first_gop_still_keeps_target_duration() {
 #[test]
 fn a_probe_whose_only_step_is_a_gap_keeps_target_duration() {
     // Segmenter fuzz reproducer (fuzz/seeds/segmenter/d_probe_gap_frame_estimate_over_target):
-    // every frame a keyframe, so the probe ends at the second frame, which
-    // comes 129 NTSC frames (4.3 s) after the first. The nominal frame is then
-    // 4.3 s, a part published early gives its last frame that duration, and
-    // the frame after it came 33 ms later: two such parts made an 8.6 s
-    // segment under TARGETDURATION 6. The segment is now cut before the
-    // second (`must_cut`), whatever the frame estimate.
+    // every frame a keyframe, the second 129 NTSC frames (4.3 s) after the
+    // first. The probe ended at that second frame, so the nominal frame was
+    // 4.3 s; a part published early gave its last frame that duration while
+    // the next frame came 33 ms later: two such parts made an 8.6 s segment
+    // under TARGETDURATION 6. Now the probe waits for more frames, and
+    // `must_cut` keeps EXTINF within TARGETDURATION whatever the estimate.
     let mut seg = Segmenter::new(cfg(2000, 200));
     seg.push_codec(video_codec()).unwrap();
     seg.push_codec(audio_codec()).unwrap();
     let mut tl = Timeline::default();
     let origin = 5_255_018_809;
-    for (i, dts) in [origin, origin + 129 * 3003, origin + 130 * 3003]
-        .into_iter()
-        .enumerate()
-    {
+    let frames = std::iter::once(0).chain(129..200);
+    for (i, k) in frames.enumerate() {
+        let dts = origin + k * 3003;
         seg.push_sample(Sample {
             track: TrackKind::Video,
             dts: MediaTime(dts),
@@ -739,8 +738,8 @@ fn a_probe_whose_only_step_is_a_gap_keeps_target_duration() {
         drain(&mut seg, &mut tl, i);
     }
     seg.push_discontinuity();
-    drain(&mut seg, &mut tl, 3);
+    drain(&mut seg, &mut tl, 72);
     check(&tl);
-    assert_eq!(tl.params.unwrap().target_duration_secs, 6);
+    assert_eq!(tl.params.unwrap().part_target, MediaTime(6 * 3003));
     assert!(tl.segments.iter().all(|s| s.2.is_some()));
 }
