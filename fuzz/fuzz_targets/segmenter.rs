@@ -4,7 +4,9 @@
 //! - `Start` comes once, before any part;
 //! - MSNs count up by one (across discontinuities too), part indices count
 //!   0, 1, 2… inside a segment, part sequence numbers count up by one;
-//! - the first part of every segment is independent;
+//! - the first part of every segment is independent, but for a segment cut
+//!   short of a keyframe because its predecessor would otherwise outgrow
+//!   TARGETDURATION (a keyframe interval longer than the probed one);
 //! - 0 < part duration ≤ PART-TARGET, and ≥ 85 % of it but for a segment's last
 //!   part (rfc8216bis §4.4.4.9);
 //! - a segment is closed (`SegmentEnd`) before the next opens and by `finish`;
@@ -143,6 +145,14 @@ struct Checker {
     last_seq: Option<PartSeq>,
     /// The segment whose parts are coming out: (msn, durations of its parts).
     open: Option<(Msn, Vec<MediaTime>)>,
+    /// EXTINF of the last segment, unless a discontinuity followed it.
+    last_duration: Option<MediaTime>,
+}
+
+/// The longest video EXTINF rounding to TARGETDURATION, less one 8 kHz AAC
+/// frame of room for the audio rendition (as `segmenter.rs` cuts).
+fn max_video_segment(params: &PlaylistParams) -> MediaTime {
+    MediaTime(i64::from(params.target_duration_secs) * 90_000 + 45_000 - 1 - 11_520)
 }
 
 impl Checker {
@@ -169,8 +179,12 @@ impl Checker {
                         assert_eq!(o.msn, last.next(), "MSNs count up by one");
                     }
                     self.last_msn = Some(o.msn);
+                    let forced = !o.discontinuity
+                        && self
+                            .last_duration
+                            .is_some_and(|d| d + params.part_target > max_video_segment(&params));
                     assert!(
-                        part.independent,
+                        part.independent || forced,
                         "segment {} starts without a keyframe",
                         o.msn
                     );
@@ -225,6 +239,7 @@ impl Checker {
                     panic!("SegmentEnd with no segment open");
                 };
                 let sum = parts.iter().fold(MediaTime::ZERO, |a, d| a + *d);
+                self.last_duration = Some(duration);
                 assert_eq!(duration, sum, "EXTINF of {msn} is the sum of its parts");
                 // rfc8216bis §4.4.3.1: EXTINF rounded to the nearest integer ≤ TARGETDURATION.
                 let rounded = (duration.0 + 45_000) / 90_000;

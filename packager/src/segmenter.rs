@@ -6,6 +6,9 @@
 //! - A segment starts at the first video keyframe whose decode time falls in a
 //!   new *slot* of the segment-duration grid (`slot = dts / segment_duration`).
 //!   The first MSN is the slot of the first segment; later MSNs count up by one.
+//!   Should the source's keyframes come further apart than its first GOP, a
+//!   segment that would outgrow TARGETDURATION is cut at a frame that is not a
+//!   keyframe (`must_cut`): rfc8216bis §4.4.3.1 makes the EXTINF limit a MUST.
 //! - Parts are laid on a grid of `part_duration` from their segment's start; the
 //!   part duration is a whole number of frames closest to the configured
 //!   PART-TARGET, so that every part but a segment's last one is exactly as long
@@ -38,10 +41,19 @@ const VIDEO_TRACK_ID: u32 = 1;
 /// Without a second keyframe within this much media time the stream cannot be
 /// segmented sensibly (e.g. intra-refresh encoders); start anyway.
 const MAX_PROBE: MediaTime = MediaTime(10 * TS_TIMESCALE as i64);
+/// Video frames the probe needs besides a second keyframe: the frame duration
+/// is the mean of the steps around their median, and with a handful of steps
+/// one gap (dropped frames) is the median. A source of nothing but keyframes
+/// ended the probe at its second frame: one step 4.3 s long became the frame
+/// duration, and PART-TARGET with it (segmenter fuzz target).
+const MIN_PROBE_FRAMES: usize = 9;
 /// Audio frames kept from before the first keyframe (1.4 s of 48 kHz AAC).
 const MAX_PREROLL: usize = 64;
 /// A decode-time jump larger than this (or any step back) is a discontinuity.
 const MAX_JUMP: MediaTime = MediaTime(5 * TS_TIMESCALE as i64);
+/// Room kept under TARGETDURATION for the audio rendition, whose segments end
+/// within one AAC frame of the video's (1024 samples: 128 ms at 8 kHz).
+const AUDIO_SLACK: MediaTime = MediaTime(11_520);
 
 /// Timeline settings, fixed for the life of a stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +150,8 @@ impl OpenPart {
 #[derive(Debug)]
 struct SegmentState {
     slot: i64,
+    /// Decode time of the segment's first frame.
+    start: MediaTime,
     /// Sum of the published parts' durations: the EXTINF.
     published: MediaTime,
     part: Option<OpenPart>,
@@ -340,7 +354,13 @@ impl Segmenter {
             self.probe.extend(self.preroll.drain(..));
         }
         let first = self.probe.first().map(|s| s.dts);
+        let video = self
+            .probe
+            .iter()
+            .filter(|s| s.track == TrackKind::Video)
+            .count();
         let second_key = is_key
+            && video >= MIN_PROBE_FRAMES
             && self
                 .probe
                 .iter()
@@ -387,10 +407,11 @@ impl Segmenter {
         // seen in the probe may be one shortened by a scene cut (x264 restarts
         // its GOP there), so count at least one grid step for it.
         let longest = seg + gop.max(seg);
-        // rfc8216bis §4.4.3.1: "The EXTINF duration of each Media Segment in a
-        // Playlist file, when rounded to the nearest integer, MUST be less than
-        // or equal to the Target Duration."
-        let target = (longest.0 + i64::from(TS_TIMESCALE) / 2) / i64::from(TS_TIMESCALE);
+        // The smallest TARGETDURATION whose `max_segment` leaves room for one
+        // more part after the last frame of such a segment, so that
+        // `must_cut` never fires while the keyframe interval is the probed one.
+        let room = longest - frame + declared + AUDIO_SLACK - half_second();
+        let target = room.0.div_euclid(i64::from(TS_TIMESCALE)) + 1;
         if gop > seg {
             self.out.push_back(Output::Warning(format!(
                 "encoder keyframe interval {:.3} s exceeds the segment duration {:.3} s: \
@@ -454,7 +475,23 @@ impl Segmenter {
             .0
             .div_euclid(self.config.segment_duration.0.max(1));
         let new_segment = sample.keyframe && self.segment.as_ref().is_none_or(|s| slot > s.slot);
-        if new_segment {
+        let forced = !new_segment
+            && self
+                .segment
+                .as_ref()
+                .is_some_and(|s| must_cut(grid, s, sample.dts));
+        if forced {
+            self.out.push_back(Output::Warning(format!(
+                "no keyframe for {:.3} s: segment cut at a frame that is not one, \
+                 to keep EXTINF within TARGETDURATION {} s; set the encoder's GOP to {:.3} s or less",
+                self.segment
+                    .as_ref()
+                    .map_or(0.0, |s| (sample.dts - s.start).as_secs_f64()),
+                grid.params.target_duration_secs,
+                self.config.segment_duration.as_secs_f64()
+            )));
+        }
+        if new_segment || forced {
             if self.init_dirty {
                 self.init_dirty = false;
                 self.held.push_back(Output::Init {
@@ -537,6 +574,7 @@ impl Segmenter {
         }
         self.segment = Some(SegmentState {
             slot,
+            start: key.dts,
             published: MediaTime::ZERO,
             part: None,
             next_index: 0,
@@ -561,21 +599,15 @@ impl Segmenter {
         let Some(grid) = self.grid else {
             return Ok(());
         };
-        let frame = grid.frame;
         let base = u64::try_from(first.dts.0).unwrap_or(0);
         let independent = first.keyframe;
         let mut video = Vec::with_capacity(part.video.len());
         let mut duration = MediaTime::ZERO;
-        for (i, s) in part.video.iter().enumerate() {
-            let next = part.video.get(i + 1).map(|n| n.dts).or(next_dts);
-            // Before a gap (dropped frames) the last frame is held to the end
-            // of its part, no further: the rest of the gap stays a gap rather
-            // than stretching the part past PART-TARGET.
-            let d = match next.map(|n| n - s.dts) {
-                Some(d) if d > MediaTime::ZERO && d <= grid.max_step => d,
-                Some(d) if d > grid.max_step => (part.end - s.dts).max(frame).min(d),
-                _ => frame,
-            };
+        for (s, d) in part
+            .video
+            .iter()
+            .zip(frame_durations(grid, &part, next_dts))
+        {
             duration = duration + d;
             video.push(FragmentSample {
                 duration: u32::try_from(d.0).unwrap_or(0),
@@ -666,6 +698,57 @@ impl Segmenter {
             }
         }
     }
+}
+
+/// How long each frame of `part` lasts; `next_dts` is the decode time of the
+/// frame after it when known, otherwise its last frame gets the nominal frame
+/// duration.
+fn frame_durations<'a>(
+    grid: Grid,
+    part: &'a OpenPart,
+    next_dts: Option<MediaTime>,
+) -> impl Iterator<Item = MediaTime> + 'a {
+    part.video.iter().enumerate().map(move |(i, s)| {
+        let next = part.video.get(i + 1).map(|n| n.dts).or(next_dts);
+        // Before a gap (dropped frames) the last frame is held to the end
+        // of its part, no further: the rest of the gap stays a gap rather
+        // than stretching the part past PART-TARGET.
+        match next.map(|n| n - s.dts) {
+            Some(d) if d > MediaTime::ZERO && d <= grid.max_step => d,
+            Some(d) if d > grid.max_step => (part.end - s.dts).max(grid.frame).min(d),
+            _ => grid.frame,
+        }
+    })
+}
+
+fn half_second() -> MediaTime {
+    MediaTime(i64::from(TS_TIMESCALE) / 2)
+}
+
+/// The longest EXTINF the video rendition may publish: rfc8216bis §4.4.3.1,
+/// "The EXTINF duration of each Media Segment in a Playlist file, when rounded
+/// to the nearest integer, MUST be less than or equal to the Target Duration."
+/// Less `AUDIO_SLACK`, as the audio segment of the same MSN may be that much longer.
+fn max_segment(params: PlaylistParams) -> MediaTime {
+    let target = MediaTime(i64::from(params.target_duration_secs) * i64::from(TS_TIMESCALE));
+    target + half_second() - MediaTime(1) - AUDIO_SLACK
+}
+
+/// Whether the open segment must end before a frame at `dts` that is not a
+/// keyframe of a new slot: with that frame, whose part may add up to
+/// PART-TARGET, it could outgrow `max_segment`. This happens only when the
+/// source's keyframes are further apart than the probe saw (a GOP that grew,
+/// a new publisher with a longer one): the next segment then starts without a
+/// keyframe (its first part is INDEPENDENT=NO), which is why the multivariant
+/// playlist does not declare EXT-X-INDEPENDENT-SEGMENTS.
+fn must_cut(grid: Grid, seg: &SegmentState, dts: MediaTime) -> bool {
+    let open = seg.part.as_ref().map_or(MediaTime::ZERO, |p| {
+        frame_durations(grid, p, Some(dts))
+            .fold(MediaTime::ZERO, |a, d| a + d)
+            .min(grid.params.part_target)
+    });
+    // The EXTINF if the segment closed before `dts`.
+    seg.published + open + grid.params.part_target > max_segment(grid.params)
 }
 
 /// Nominal frame duration and jitter from the probe's video decode times: the

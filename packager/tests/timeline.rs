@@ -239,6 +239,12 @@ fn check_audio_follows_video(tl: &Timeline) {
     }
 }
 
+/// The longest EXTINF rounding to TARGETDURATION, less one 8 kHz AAC frame
+/// (11,520 ticks) of room for the audio rendition.
+fn max_video_segment(params: PlaylistParams) -> MediaTime {
+    MediaTime(i64::from(params.target_duration_secs) * 90_000 + 45_000 - 1 - 11_520)
+}
+
 fn check_rendition(params: PlaylistParams, segments: &Segments, video: bool) {
     let pt = params.part_target;
     let mut last_seq = None;
@@ -247,8 +253,16 @@ fn check_rendition(params: PlaylistParams, segments: &Segments, video: bool) {
             // MSNs count up by one.
             assert_eq!(open.msn, segments[i - 1].0.msn.next());
         }
+        // A segment starts with a keyframe, but for one cut short of a
+        // keyframe to keep its predecessor within TARGETDURATION (the source's
+        // keyframes came further apart than its first GOP).
+        let forced = i > 0
+            && !open.discontinuity
+            && segments[i - 1]
+                .2
+                .is_some_and(|d| d + pt > max_video_segment(params));
         assert!(
-            parts[0].independent,
+            parts[0].independent || forced,
             "segment {} starts without a keyframe",
             open.msn
         );
@@ -670,4 +684,64 @@ fn two_gateways_joining_at_different_keyframes_agree() {
         shared_audio >= 8,
         "only {shared_audio} audio segments in common"
     );
+}
+
+#[test]
+fn a_keyframe_interval_longer_than_the_first_gop_still_keeps_target_duration() {
+    // The first GOP is 1 s (TARGETDURATION 4 on a 2 s grid); then the encoder
+    // sends a keyframe only every 20 s (segmenter fuzz reproducer: a later GOP
+    // of 258 NTSC frames gave an 8.6 s segment under TARGETDURATION 6).
+    let frames: Vec<(i64, bool)> = (0..1300i64)
+        .map(|k| (k * 3003, k == 0 || k == 30 || k % 600 == 0))
+        .collect();
+    let tl = run_frames(&frames);
+    check(&tl);
+    let params = tl.params.unwrap();
+    assert_eq!(params.target_duration_secs, 4);
+    let cut = tl.segments.iter().filter(|s| !s.1[0].independent).count();
+    assert!(cut >= 8, "only {cut} segments cut without a keyframe");
+    assert!(tl.warnings.iter().any(|w| w.contains("no keyframe for")));
+    // The keyframes still open segments of their own.
+    for k in [600i64, 1200] {
+        assert!(
+            tl.segments
+                .iter()
+                .any(|s| s.0.start == MediaTime(k * 3003) && s.1[0].independent)
+        );
+    }
+}
+
+#[test]
+fn a_probe_whose_only_step_is_a_gap_keeps_target_duration() {
+    // Segmenter fuzz reproducer (fuzz/seeds/segmenter/d_probe_gap_frame_estimate_over_target):
+    // every frame a keyframe, the second 129 NTSC frames (4.3 s) after the
+    // first. The probe ended at that second frame, so the nominal frame was
+    // 4.3 s; a part published early gave its last frame that duration while
+    // the next frame came 33 ms later: two such parts made an 8.6 s segment
+    // under TARGETDURATION 6. Now the probe waits for more frames, and
+    // `must_cut` keeps EXTINF within TARGETDURATION whatever the estimate.
+    let mut seg = Segmenter::new(cfg(2000, 200));
+    seg.push_codec(video_codec()).unwrap();
+    seg.push_codec(audio_codec()).unwrap();
+    let mut tl = Timeline::default();
+    let origin = 5_255_018_809;
+    let frames = std::iter::once(0).chain(129..200);
+    for (i, k) in frames.enumerate() {
+        let dts = origin + k * 3003;
+        seg.push_sample(Sample {
+            track: TrackKind::Video,
+            dts: MediaTime(dts),
+            pts: MediaTime(dts + 3003),
+            keyframe: true,
+            data: Bytes::from(vec![0u8; 57]),
+            arrival: WallTime(dts * 100 / 9),
+        })
+        .unwrap();
+        drain(&mut seg, &mut tl, i);
+    }
+    seg.push_discontinuity();
+    drain(&mut seg, &mut tl, 72);
+    check(&tl);
+    assert_eq!(tl.params.unwrap().part_target, MediaTime(6 * 3003));
+    assert!(tl.segments.iter().all(|s| s.2.is_some()));
 }

@@ -34,11 +34,9 @@
 //! flagged, then the EXT-X-MAP in effect for it. Every EXT-X-DATERANGE is
 //! kept in a delta update (see [`render_media_playlist_delta`]).
 //!
-//! `EXT-X-INDEPENDENT-SEGMENTS` is not written here: every segment starts with
-//! a keyframe, and the multivariant playlist says so once for all renditions.
-//! rfc8216bis §4.4.2.1: "If this tag appears in a Multivariant Playlist, it
-//! SHOULD NOT appear in any Media Playlist referenced by that Multivariant
-//! Playlist."
+//! `EXT-X-INDEPENDENT-SEGMENTS` is not written: a segment may start without a
+//! keyframe when the source's keyframes are too far apart (see the
+//! multivariant playlist); `INDEPENDENT=YES` on parts says where they are.
 
 use std::fmt;
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //!
 //! ```text
 //! #EXTM3U
-//! #EXT-X-INDEPENDENT-SEGMENTS
 //! #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="audio/playlist.m3u8"
 //! #EXT-X-STREAM-INF:BANDWIDTH=…,AVERAGE-BANDWIDTH=…,CODECS="…",RESOLUTION=WxH,FRAME-RATE=29.970,AUDIO="audio"
 //! main/playlist.m3u8
@@ -14,7 +13,7 @@
 //! containing tags or attributes that are not compatible with protocol version
 //! 1"; §8 lists no multivariant tag or attribute we use (EXT-X-STREAM-INF with
 //! BANDWIDTH, AVERAGE-BANDWIDTH, CODECS, RESOLUTION, FRAME-RATE, AUDIO;
-//! EXT-X-MEDIA; EXT-X-INDEPENDENT-SEGMENTS); and §6.2.1: the value "SHOULD NOT be greater than
+//! EXT-X-MEDIA); and §6.2.1: the value "SHOULD NOT be greater than
 //! what is required for the tags and attributes in the Playlist". Each media
 //! playlist carries its own version (6 or 9).
 
@@ -197,11 +196,13 @@ impl fmt::Display for Multivariant<'_> {
         // rfc8216bis §4.4.1.1: "It MUST be the first line of every Media Playlist
         // and every Multivariant Playlist."
         writeln!(f, "#EXTM3U")?;
-        // Every segment of every rendition starts with a keyframe (the segmenter
-        // cuts there). rfc8216bis §4.4.2.1: "If the EXT-X-INDEPENDENT-SEGMENTS tag
-        // appears in a Multivariant Playlist, it applies to every Media Segment in
-        // every Media Playlist in the Multivariant Playlist."
-        writeln!(f, "#EXT-X-INDEPENDENT-SEGMENTS")?;
+        // No EXT-X-INDEPENDENT-SEGMENTS: a segment starts with a keyframe unless
+        // the source's keyframes come further apart than TARGETDURATION allows,
+        // and then the segmenter cuts without one (segmenter.rs `must_cut`).
+        // rfc8216bis §4.4.2.1: the tag "indicates that all media samples in a
+        // Media Segment can be decoded without information from other segments"
+        // and applies to every segment of every Media Playlist. Parts still say
+        // INDEPENDENT=YES where they start with a keyframe.
         for a in self.audio {
             writeln!(f, "{}", MediaTag(a))?;
         }
@@ -234,7 +235,6 @@ mod tests {
         assert_eq!(
             text,
             "#EXTM3U\n\
-             #EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2500000,\
              CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970\n\
              main/playlist.m3u8\n"
@@ -328,7 +328,6 @@ mod tests {
         assert_eq!(
             text,
             "#EXTM3U\n\
-             #EXT-X-INDEPENDENT-SEGMENTS\n\
              #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,\
              AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/playlist.m3u8\"\n\
              #EXT-X-STREAM-INF:BANDWIDTH=3000000,AVERAGE-BANDWIDTH=2500000,\

@@ -3,8 +3,8 @@
 //! `multivariant.rs` decide which tags appear and in which order.
 //!
 //! Tags without attributes or rules of their own (`#EXTM3U`,
-//! `#EXT-X-TARGETDURATION`, `#EXT-X-MEDIA-SEQUENCE`, `#EXT-X-ENDLIST`,
-//! `#EXT-X-INDEPENDENT-SEGMENTS`) are written where they are placed.
+//! `#EXT-X-TARGETDURATION`, `#EXT-X-MEDIA-SEQUENCE`, `#EXT-X-ENDLIST`) are
+//! written where they are placed.
 
 pub(crate) mod discontinuity;
 pub(crate) mod extinf;
