@@ -111,7 +111,7 @@ test(
       assert.ok(downed(linkStats[0]) > 0, `link 0 was dead while the sender still used it: ${linkStats[0]}`);
       assert.ok(delivered(linkStats[3]) > 100, `the added link carried traffic: ${linkStats[3]}`);
     } catch (e) {
-      if (browser) console.error(`browser console:\n  ${browser.console.slice(-20).join('\n  ')}`);
+      if (browser) console.error(browser.describe());
       if (sender) console.error(`srtla-send:\n  ${sender.lines.slice(-20).join('\n  ')}`);
       if (publisher) console.error(publisher.describe());
       if (gateway) console.error(gateway.describe());

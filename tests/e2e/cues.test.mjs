@@ -173,7 +173,7 @@ test('cues posted to the API fire once in the page, from the gateway carriage', 
   } catch (e) {
     const stats = browser ? await readStats(browser.page).catch(() => null) : null;
     if (stats) console.error(`player errors: ${JSON.stringify(stats.errors)}`);
-    if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+    if (browser) console.error(browser.describe());
     if (publisher) console.error(publisher.describe());
     if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
     throw e;

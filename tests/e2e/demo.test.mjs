@@ -64,7 +64,7 @@ test('built-in test source plays on the demo page', { timeout: 180_000 }, async 
     );
     assert.ok(last.videoWidth > 0 && last.videoHeight > 0, 'video must have decoded frames');
   } catch (e) {
-    if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+    if (browser) console.error(browser.describe());
     if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
     throw e;
   } finally {

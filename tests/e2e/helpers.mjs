@@ -477,6 +477,10 @@ export async function launchBrowser({ viewport = { width: 1280, height: 720 } } 
     context,
     page,
     console: consoleLines,
+    /** The last console lines, for a failure report. */
+    describe() {
+      return `browser console (last lines):\n  ${consoleLines.slice(-30).join('\n  ')}`;
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -562,6 +566,14 @@ export function assertAudioRenditionLoaded(assert, counts) {
   assert.ok(a.playlists > 0 && a.inits > 0, `audio playlist and init expected: ${JSON.stringify(counts)}`);
   assert.ok(a.parts > 0, `audio parts expected (LL-HLS per rendition): ${JSON.stringify(counts)}`);
   assert.ok(a.blocking > 0, `audio playlist blocking reloads expected: ${JSON.stringify(counts)}`);
+}
+
+/** Every fifth sample (2.5 s apart at the default interval) and the last, for a failure report. */
+export function describeSamples(samples) {
+  const brief = samples
+    .filter((_, i) => i % 5 === 0 || i === samples.length - 1)
+    .map((s) => `lat=${s.latencyMs} buf=${s.bufferMs} stalls=${s.stalls} playing=${s.playing}`);
+  return `samples (every 2.5 s):\n  ${brief.join('\n  ')}`;
 }
 
 /** Nearest-rank percentile of a numeric array (p in 0..100). */

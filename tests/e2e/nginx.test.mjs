@@ -156,7 +156,7 @@ test(
       assert.ok(samples.every((s) => s.playing), 'playing for the whole window');
       assert.ok(tally(/_HLS_msn=/).length > 0, 'hls.js made blocking reloads through nginx');
     } catch (e) {
-      if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+      if (browser) console.error(browser.describe());
       if (nginx) {
         console.error(nginx.describe());
         console.error(`nginx access log (last lines):\n  ${nginx.accessLog().split('\n').slice(-30).join('\n  ')}`);

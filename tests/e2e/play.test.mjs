@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Cleanup,
+  describeSamples,
   LiveStream,
   assertAudioRenditionLoaded,
   countRequests,
@@ -94,13 +95,8 @@ test(
         `end latency ${last.latencyMs} ms must be < ${MAX_END_LATENCY_MS} ms (p50 ${p50} ms, max ${max} ms)`,
       );
     } catch (e) {
-      if (samples.length) {
-        const brief = samples
-          .filter((_, i) => i % 5 === 0 || i === samples.length - 1)
-          .map((s) => `lat=${s.latencyMs} buf=${s.bufferMs} stalls=${s.stalls} playing=${s.playing}`);
-        console.error(`samples (every 2.5 s):\n  ${brief.join('\n  ')}`);
-      }
-      if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+      if (samples.length) console.error(describeSamples(samples));
+      if (browser) console.error(browser.describe());
       console.error(live.describe());
       throw e;
     } finally {

@@ -231,7 +231,7 @@ test('player SDK in Chromium: cues from both carriages fire once, on time', { ti
   } catch (e) {
     const stats = browser ? await readStats(browser.page).catch(() => null) : null;
     if (stats) console.error(`player errors: ${JSON.stringify(stats.errors)}\nstalls: ${JSON.stringify(stats.stallLog)}`);
-    if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+    if (browser) console.error(browser.describe());
     console.error(live.describe());
     throw e;
   } finally {

@@ -121,7 +121,7 @@ test('a frozen source: blocking reloads wait, the timeline continues, hls.js rec
       `latency must come back under ${MAX_LATENCY_AFTER_MS} ms within ${RECOVER_WITHIN_MS} ms, was ${last.latencyMs}`,
     );
   } catch (e) {
-    if (browser) console.error(`browser console (last lines):\n  ${browser.console.slice(-30).join('\n  ')}`);
+    if (browser) console.error(browser.describe());
     console.error(live.describe());
     throw e;
   } finally {
