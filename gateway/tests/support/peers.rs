@@ -114,11 +114,13 @@ fn ffmpeg() -> Command {
     c
 }
 
-/// The good publisher of the brief: live H.264 + AAC test pattern, 1 s GOPs.
-pub fn publish_av(srt: SocketAddr, streamid: &str, extra: &str) -> Peer {
+/// ffmpeg encoding a live H.264 + AAC test pattern with 1 s GOPs; the
+/// caller adds the muxer and the output.
+fn av_encoder() -> Command {
     let mut c = ffmpeg();
     c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
         .args(["-f", "lavfi", "-i", "sine"])
+        .args(["-map", "0:v", "-map", "1:a"])
         .args([
             "-c:v",
             "libx264",
@@ -127,7 +129,14 @@ pub fn publish_av(srt: SocketAddr, streamid: &str, extra: &str) -> Peer {
             "-tune",
             "zerolatency",
         ])
-        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "mpegts"])
+        .args(["-g", "30", "-bf", "0", "-c:a", "aac"]);
+    c
+}
+
+/// The good publisher of the brief: live H.264 + AAC test pattern, 1 s GOPs.
+pub fn publish_av(srt: SocketAddr, streamid: &str, extra: &str) -> Peer {
+    let mut c = av_encoder();
+    c.args(["-f", "mpegts"])
         .arg(ffmpeg_url(srt, streamid, extra));
     Peer::spawn(&format!("ffmpeg {streamid}"), c)
 }
@@ -278,20 +287,8 @@ pub fn encoder_to_udp(ports: &[u16]) -> Peer {
         .iter()
         .map(|p| format!("[f=mpegts:onfail=ignore]udp://127.0.0.1:{p}?pkt_size=1316"))
         .collect();
-    let mut c = ffmpeg();
-    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine"])
-        .args(["-map", "0:v", "-map", "1:a"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "30", "-bf", "0", "-c:a", "aac", "-f", "tee"])
-        .arg(outputs.join("|"));
+    let mut c = av_encoder();
+    c.args(["-f", "tee"]).arg(outputs.join("|"));
     Peer::spawn("ffmpeg encoder to udp", c)
 }
 
