@@ -56,6 +56,7 @@ const state = {
   waitingEvents: 0, // <video> 'waiting' after the first 'playing'
   stallLog: [], // first MAX_KEPT_ERRORS stalls: {t, kind, currentTime, bufferMs}
   errors: [], // last MAX_KEPT_ERRORS errors, oldest first
+  hlsWarnings: [], // last MAX_KEPT_ERRORS hls.js warnings and errors: why it stalled or skipped
   errorCount: 0,
   fatalCount: 0,
   recoveries: 0,
@@ -177,6 +178,18 @@ function recordError(data) {
   if (entry.fatal) state.fatalCount += 1;
 }
 
+// hls.js's warn/error log lines (its debug log stays off: too costly to keep).
+function hlsLogger() {
+  const keep = (level) => (...args) => {
+    state.hlsWarnings.push(
+      `${Math.round(performance.now())} ms @${roundOrNull(video.currentTime, 3)} ${level}: ${args.map(String).join(' ')}`,
+    );
+    if (state.hlsWarnings.length > MAX_KEPT_ERRORS) state.hlsWarnings.shift();
+  };
+  const off = () => {};
+  return { debug: off, log: off, info: off, warn: keep('warn'), error: keep('error') };
+}
+
 function logStall(kind) {
   if (state.stallLog.length >= MAX_KEPT_ERRORS) return;
   state.stallLog.push({
@@ -228,10 +241,13 @@ function startPlayback(Hls, src, stream) {
   const hls = new Hls({
     lowLatencyMode: true,
     // No liveSyncDuration/liveSyncDurationCount: hls.js then targets the playlist's PART-HOLD-BACK.
-    backBufferLength: 6,
+    // backBufferLength stays at its default (no trimming; the browser evicts when it must): a
+    // trim of the back buffer while a part of the current segment is appending makes hls.js
+    // 1.7.4 drop that segment as evicted, mark it a gap and stall ("Found no media").
     // Let hls.js catch up to the target latency by playing slightly faster (only with > 1 s buffered).
     maxLiveSyncPlaybackRate: 1.5,
     enableWorker: true,
+    debug: hlsLogger(),
   });
   state.hls = hls;
   attachCues(hls);
@@ -353,6 +369,7 @@ function stats() {
     fatalCount: state.fatalCount,
     recoveries: state.recoveries,
     errors: state.errors.slice(),
+    hlsWarnings: state.hlsWarnings.slice(),
   };
 }
 window.droplineStats = stats;

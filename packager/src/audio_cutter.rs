@@ -204,7 +204,11 @@ impl AudioCutter {
                     });
                 }
                 if let Some(first) = frames.first() {
-                    open.program_date_time = open.program_date_time.offset(first.dts - open.start);
+                    // Rounded down: see "Program date-times" in `segmenter.rs`.
+                    open.program_date_time = open
+                        .program_date_time
+                        .offset(first.dts - open.start)
+                        .floor_to_millis();
                     open.start = first.dts;
                 }
                 self.segment = Some(MediaTime::ZERO);

@@ -9,6 +9,7 @@ mod audio_cutter;
 pub mod blocking;
 pub mod cmaf;
 pub mod directives;
+pub mod pacer;
 pub mod playlist;
 pub mod rendition;
 pub mod sample;

@@ -23,6 +23,14 @@
 //!   milliseconds behind the video, and a player holding back PART-HOLD-BACK
 //!   from the video's end would find the audio missing.
 //!
+//! - Program date-times are written in whole milliseconds (rfc8216bis
+//!   §4.4.4.6), video ones rounded up and audio ones (`audio_cutter.rs`)
+//!   rounded down, so an audio segment's PDT never lies later, relative to any
+//!   video segment's, than its media does. hls.js places the audio rendition on
+//!   the video's timeline by that PDT difference; placed even 0.3 ms late, the
+//!   audio part it just buffered still covers the buffer's end, and it stops
+//!   loading audio until the next playlist slide (a stall at the live edge).
+//!
 //! Shape (style.md convention 2): `push_*` in, `poll_output` out.
 
 use std::collections::VecDeque;
@@ -646,7 +654,10 @@ impl Segmenter {
         self.held.push_back(Output::Part {
             track: TrackKind::Video,
             span: span.0..span.1,
-            open,
+            open: open.map(|o| OpenSegment {
+                program_date_time: o.program_date_time.ceil_to_millis(),
+                ..o
+            }),
             part: Part {
                 seq,
                 index: part.index,

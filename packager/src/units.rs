@@ -133,6 +133,18 @@ impl WallTime {
         self.0.div_euclid(1000)
     }
 
+    /// The next whole millisecond at or after this time.
+    #[must_use]
+    pub fn ceil_to_millis(self) -> Self {
+        Self((self.0 + 999).div_euclid(1000) * 1000)
+    }
+
+    /// The whole millisecond at or before this time.
+    #[must_use]
+    pub fn floor_to_millis(self) -> Self {
+        Self(self.0.div_euclid(1000) * 1000)
+    }
+
     #[must_use]
     pub fn offset(self, by: MediaTime) -> Self {
         Self(self.0 + by.as_micros())
@@ -191,6 +203,20 @@ mod tests {
             WallTime::from_millis(951_782_400_000).to_rfc3339_millis(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn whole_milliseconds_round_both_ways() {
+        for (us, floor, ceil) in [
+            (0, 0, 0),
+            (1, 0, 1000),
+            (999, 0, 1000),
+            (1000, 1000, 1000),
+            (-1, -1000, 0),
+        ] {
+            assert_eq!(WallTime(us).floor_to_millis(), WallTime(floor));
+            assert_eq!(WallTime(us).ceil_to_millis(), WallTime(ceil));
+        }
     }
 
     #[test]

@@ -185,6 +185,7 @@ fn check(tl: &Timeline) {
             assert_eq!(audio.target_duration_secs, params.target_duration_secs);
             check_rendition(audio, &tl.audio, false);
             check_audio_follows_video(tl);
+            check_program_date_times(tl);
         }
         None => assert!(tl.audio.is_empty()),
     }
@@ -234,6 +235,36 @@ fn check_audio_follows_video(tl: &Timeline) {
                 "audio part {:?} ends {} ticks from its video part",
                 a.seq,
                 (a_end - v_end).0
+            );
+        }
+    }
+}
+
+/// Players place the audio rendition on the video's timeline by the
+/// difference of their PROGRAM-DATE-TIMEs (written in whole milliseconds):
+/// for any audio segment and any video segment of the same source, that
+/// difference never exceeds the difference of their media times, and misses it
+/// by less than 2 ms.
+fn check_program_date_times(tl: &Timeline) {
+    // Segments after a discontinuity have a new anchor: compare within one.
+    let epochs = |segments: &Segments| {
+        let mut epoch = 0;
+        segments
+            .iter()
+            .map(|(open, ..)| {
+                epoch += usize::from(open.discontinuity);
+                (epoch, open.start, open.program_date_time.as_millis())
+            })
+            .collect::<Vec<_>>()
+    };
+    let video = epochs(&tl.segments);
+    for (epoch, a_start, a_pdt) in epochs(&tl.audio) {
+        for &(_, v_start, v_pdt) in video.iter().filter(|v| v.0 == epoch) {
+            let written = (a_pdt - v_pdt) * 90;
+            let media = (a_start - v_start).0;
+            assert!(
+                written <= media && media - written < 2 * 90,
+                "audio PDT {a_pdt} ms vs video {v_pdt} ms: {written} ticks apart, media {media}"
             );
         }
     }

@@ -573,7 +573,11 @@ export function describeSamples(samples) {
   const brief = samples
     .filter((_, i) => i % 5 === 0 || i === samples.length - 1)
     .map((s) => `lat=${s.latencyMs} buf=${s.bufferMs} stalls=${s.stalls} playing=${s.playing}`);
-  return `samples (every 2.5 s):\n  ${brief.join('\n  ')}`;
+  const warnings = samples.at(-1)?.hlsWarnings ?? [];
+  return (
+    `samples (every 2.5 s):\n  ${brief.join('\n  ')}\n` +
+    `hls.js warnings (last ${warnings.length}):\n  ${warnings.join('\n  ')}`
+  );
 }
 
 /** Nearest-rank percentile of a numeric array (p in 0..100). */

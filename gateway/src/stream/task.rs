@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use packager::pacer::PartPacer;
 use packager::rendition::Retention;
 use packager::sample::{Codec, TrackKind};
-use packager::segmenter::{Segmenter, SegmenterConfig};
+use packager::segmenter::{Output, Segmenter, SegmenterConfig};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -63,6 +64,7 @@ pub(super) fn spawn(
     let task = StreamTask {
         name: name.to_owned(),
         segmenter: Segmenter::new(settings.segmenter),
+        pacer: PartPacer::default(),
         uplink: Uplink::new(settings.uplink),
         settings,
         renditions: Renditions::default(),
@@ -91,6 +93,8 @@ struct StreamTask {
     name: String,
     settings: StreamSettings,
     segmenter: Segmenter,
+    /// Spreads parts cut in a burst (see `packager::pacer`).
+    pacer: PartPacer,
     renditions: Renditions,
     snapshots: watch::Sender<Arc<StreamSnapshot>>,
     publishers: Publishers,
@@ -127,6 +131,13 @@ impl StreamTask {
                     None => pending().await,
                 }
             };
+            let pace_at = self.pacer.poll_timeout();
+            let paced = async move {
+                match pace_at {
+                    Some(at) => sleep_until(at.into()).await,
+                    None => pending().await,
+                }
+            };
             tokio::select! {
                 cmd = control.recv() => match cmd {
                     Some(Command::Publish(role, rx)) => {
@@ -151,6 +162,11 @@ impl StreamTask {
                         deadline = Some((Instant::now() + self.settings.reconnect_grace, Deadline::Grace));
                     } else if self.publishers.without_video().is_empty() && matches!(deadline, Some((_, Deadline::Video))) {
                         deadline = None;
+                    }
+                },
+                () = paced => {
+                    if self.release() {
+                        self.publish();
                     }
                 },
                 () = failover => {
@@ -193,6 +209,7 @@ impl StreamTask {
             // An ended playlist never continues; start over under the same name.
             self.renditions = Renditions::default();
             self.segmenter = Segmenter::new(self.settings.segmenter);
+            self.pacer = PartPacer::default();
             self.uplink = Uplink::new(self.settings.uplink);
             self.video = None;
             if let Some(c) = &mut self.carriage {
@@ -268,21 +285,39 @@ impl StreamTask {
         self.drain()
     }
 
+    /// Moves what the segmenter cut to the pacer; returns whether something
+    /// is due for publication now.
     fn drain(&mut self) -> bool {
+        while let Some(out) = self.segmenter.poll_output() {
+            self.pacer.push(out);
+        }
+        self.release()
+    }
+
+    /// Applies what the pacer lets out now; returns whether anything was.
+    fn release(&mut self) -> bool {
         let mut dirty = false;
-        while let Some(mut out) = self.segmenter.poll_output() {
+        while let Some(out) = self.pacer.poll_output(Instant::now().into_std()) {
+            self.apply(out);
             dirty = true;
-            if let Some(c) = &mut self.carriage {
-                c.carry(&mut out);
-            }
-            self.renditions.apply(out, self.settings.retention);
         }
         dirty
+    }
+
+    fn apply(&mut self, mut out: Output) {
+        if let Some(c) = &mut self.carriage {
+            c.carry(&mut out);
+        }
+        self.renditions.apply(out, self.settings.retention);
     }
 
     fn end(&mut self) {
         self.segmenter.finish();
         self.drain();
+        let held: Vec<Output> = self.pacer.flush().collect();
+        for out in held {
+            self.apply(out);
+        }
         self.renditions.end();
         self.publish();
     }
