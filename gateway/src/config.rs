@@ -124,10 +124,11 @@ pub struct HlsConfig {
     pub part_target_ms: u64,
     /// Complete segments kept in the playlist (and in memory, per stream).
     ///
-    /// The default, 12, is sized for delta updates: playlists offer
+    /// The default, 16, is sized for delta updates: playlists offer
     /// CAN-SKIP-UNTIL = 6 × TARGETDURATION, and a delta update skips only the
-    /// segments that lie wholly beyond it, so 8 segments of one target
-    /// duration would skip at most one and shorter ones none; 12 skip about 5.
+    /// segments that lie wholly beyond it. The segmenter declares
+    /// TARGETDURATION 4 for 2 s segments (room for a late keyframe), so the
+    /// boundary is 24 s: 12 segments of 2 s would skip none, 16 skip 3.
     pub window_segments: usize,
     /// How long an ended stream stays fetchable.
     pub linger_ms: u64,
@@ -138,7 +139,7 @@ impl Default for HlsConfig {
         Self {
             segment_duration_ms: 2000,
             part_target_ms: 200,
-            window_segments: 12,
+            window_segments: 16,
             linger_ms: 60_000,
         }
     }

@@ -50,7 +50,7 @@ usage: hls-load [--clients 1000,10000] [--protocols h1,h2] [--runs gateway,nginx
   --parts N               parts measured per phase (default 50, i.e. 10 s)
   --streams-per-connection S  HTTP/2 streams per connection (default 100)
   --warmup-segments W     before the first phase, wait until segment W exists so the
-                          playlist window is full (default 14: 12 kept + 2 evicted)
+                          playlist window is full (default 18: 16 kept + 2 evicted)
   --memory-streams K      streams of the memory run (default 10)
   --memory-secs T         how long each memory run publishes (default 90)
   --video-kbps R          video bit rate of the generated source (default 200)
@@ -114,7 +114,7 @@ fn parse_args() -> anyhow::Result<Args> {
         memory: true,
         parts: 50,
         per_connection: 100,
-        warmup_segments: 14,
+        warmup_segments: 18,
         memory_streams: 10,
         memory_secs: 90,
         video_kbps: 200,

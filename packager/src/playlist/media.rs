@@ -116,7 +116,7 @@ impl MediaRenderOptions {
     /// lying entirely more than the boundary before the end of the last
     /// segment, so a window must hold more than 6 × TARGETDURATION of complete
     /// segments (at least 7 full ones) before anything is skipped; the gateway's
-    /// default window is 12 segments for that reason.
+    /// default window is sized for that (`hls.window_segments`).
     #[must_use]
     pub fn for_params(params: &PlaylistParams) -> Self {
         let td = target_duration(params);
@@ -684,11 +684,26 @@ mod tests {
         // CAN-SKIP-UNTIL defaults to 12 s with 2 s segments. Seven segments:
         // the first ends exactly 12 s before the last one does, nothing is
         // skipped; the old 8-segment window skipped one, the 12-segment
-        // default skips five.
-        let opts = MediaRenderOptions::for_params(&params());
-        for (window, skipped) in [(3, 0), (7, 0), (8, 1), (12, 5)] {
+        // default skips five. The gateway's segmenter declares TARGETDURATION 4
+        // for 2 s segments (room for a late keyframe): the boundary is 24 s,
+        // 12 segments skip none and its 16-segment default skips three.
+        let loose = PlaylistParams {
+            target_duration_secs: 4,
+            ..params()
+        };
+        let cases = [
+            (params(), (3, 0)),
+            (params(), (7, 0)),
+            (params(), (8, 1)),
+            (params(), (12, 5)),
+            (loose, (12, 0)),
+            (loose, (16, 3)),
+        ];
+        for (params, (window, skipped)) in cases {
+            let opts = MediaRenderOptions::for_params(&params);
             let segments = (0..window).map(|m| segment(m, 4, false)).collect();
-            let s = snapshot(segments, None);
+            let mut s = snapshot(segments, None);
+            s.params = params;
             let view = MediaPlaylist {
                 s: &s,
                 opts: &opts,
