@@ -25,7 +25,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 GOLDEN_CHECK := fixtures/golden/playlist/check_m3u8.py
 
-.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench bench-load bench-bonding
+.PHONY: help deps deps-apt deps-node deps-python build run test e2e bench bench-load bench-bonding bench-cues
 
 help:
 	@echo "make run    build and serve the demo test pattern on http://localhost:8080/?stream=$(DEMO_STREAM)"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench  part-latency benchmark"
 	@echo "make bench-load  N blocked players on one core vs nginx, and memory per stream"
 	@echo "make bench-bonding  SRTLA bonding benchmark (impaired links)"
+	@echo "make bench-cues  cue API → player latency, cues/s sustained, placement error"
 
 ## deps: idempotent; does nothing when everything is already installed.
 deps: deps-apt deps-node deps-python
@@ -119,6 +120,13 @@ bench-load: deps-apt
 bench-bonding: deps-apt
 	$(CARGO) build --release -p bench --bin bonding-bench --bin srtla-send
 	target/release/bonding-bench $(BONDING_ARGS)
+
+## bench-cues: the commerce overlay's cues (about 1 min; bench/README.md): API accept → player
+## event latency (p50/p95) next to the player's latency, placement error in media time, and cues/s
+## sustained by N API clients. `make bench-cues CUE_ARGS="--clients 8 --seconds 20"`.
+bench-cues: deps-apt
+	$(CARGO) build --release -p gateway -p bench --bin dropline --bin cue-bench
+	target/release/cue-bench $(CUE_ARGS)
 
 ## fuzz: libFuzzer targets in fuzz/ (cargo-fuzz; its -Z flags run on stable rustc through
 ## RUSTC_BOOTSTRAP=1, set for these commands only). Each target starts from its committed seeds

@@ -1,5 +1,6 @@
 //! Reads what the benchmark needs from CMAF: the video track of an init
-//! segment, and the video run (decode time, sample count) of a part.
+//! segment, the video run (decode time, sample count) of a part, and the
+//! event messages (`emsg`) it carries.
 
 use anyhow::{Context, bail};
 use mp4_atom::{Any, DecodeMaybe, FourCC, Moof, Moov};
@@ -91,4 +92,33 @@ pub fn video_run(part: &[u8], track: &VideoTrack) -> anyhow::Result<VideoRun> {
         base_decode_time: tfdt.base_media_decode_time,
         durations,
     })
+}
+
+/// An event message before a part's `moof` (ISO/IEC 23009-1 §5.10.3.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventMessage {
+    pub scheme_id_uri: String,
+    /// On the track timeline, in `timescale` (version 1: absolute).
+    pub presentation_time: u64,
+    pub timescale: u32,
+    pub message_data: Vec<u8>,
+}
+
+/// The `emsg` boxes of a part, in order.
+pub fn event_messages(part: &[u8]) -> anyhow::Result<Vec<EventMessage>> {
+    Ok(top_level(part)?
+        .into_iter()
+        .filter_map(|a| match a {
+            Any::Emsg(e) => Some(EventMessage {
+                scheme_id_uri: e.scheme_id_uri,
+                presentation_time: match e.presentation_time {
+                    mp4_atom::EmsgTimestamp::Absolute(t) => t,
+                    mp4_atom::EmsgTimestamp::Relative(t) => u64::from(t),
+                },
+                timescale: e.timescale,
+                message_data: e.message_data,
+            }),
+            _ => None,
+        })
+        .collect())
 }

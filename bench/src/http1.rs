@@ -1,4 +1,5 @@
-//! A minimal blocking HTTP/1.1 keep-alive client for one origin.
+//! A minimal blocking HTTP/1.1 keep-alive client for one origin (GET, and
+//! POST for the cue API).
 //!
 //! Blocking I/O on the player's own thread: the moment a response is complete
 //! is read right after the last `read` returns, with no executor in between.
@@ -43,29 +44,59 @@ impl Client {
 
     /// `GET path`; the response is complete (body fully read) when this returns.
     pub fn get(&mut self, path: &str) -> anyhow::Result<Response> {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// `POST path` with `headers` (name, value) and `body`.
+    pub fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
+        self.request("POST", path, headers, body)
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> anyhow::Result<Response> {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: dropline-bench\r\n",
+            self.addr
+        );
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if method != "GET" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut req = req.into_bytes();
+        req.extend_from_slice(body);
         let fresh = self.conn.is_none();
-        match self.try_get(path) {
+        match self.try_request(&req) {
             Ok(r) => Ok(r),
-            // A reused connection may have been closed by the server meanwhile.
+            // A reused connection may have been closed by the server meanwhile
+            // (a POST is retried too: the cue API's Idempotency-Key makes that safe).
             Err(e) if !fresh => {
                 self.conn = None;
-                self.try_get(path)
+                self.try_request(&req)
                     .with_context(|| format!("retry after: {e:#}"))
             }
             Err(e) => Err(e),
         }
     }
 
-    fn try_get(&mut self, path: &str) -> anyhow::Result<Response> {
+    fn try_request(&mut self, req: &[u8]) -> anyhow::Result<Response> {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => self.conn.insert(self.connect()?),
         };
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: dropline-bench\r\n\r\n",
-            self.addr
-        );
-        let result = exchange(conn, req.as_bytes());
+        let result = exchange(conn, req);
         if !matches!(&result, Ok((_, keep_alive)) if *keep_alive) {
             self.conn = None;
         }

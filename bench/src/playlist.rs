@@ -8,13 +8,39 @@ pub struct PartEntry {
     pub msn: u64,
     pub index: u64,
     pub uri: String,
+    /// `DURATION`, µs.
+    pub duration_us: i64,
+    /// The PROGRAM-DATE-TIME of the part's start (its segment's, plus the
+    /// parts before it), µs since the epoch, if the playlist has one.
+    pub pdt_us: Option<i64>,
+}
+
+/// An `EXT-X-DATERANGE`: its ID and START-DATE (µs since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DateRange {
+    pub id: String,
+    pub start_us: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MediaPlaylist {
     pub map_uri: Option<String>,
     pub parts: Vec<PartEntry>,
+    pub dateranges: Vec<DateRange>,
+    /// `PART-HOLD-BACK` of `EXT-X-SERVER-CONTROL`, µs.
+    pub part_hold_back_us: Option<i64>,
     pub ended: bool,
+}
+
+fn secs_to_us(s: &str) -> anyhow::Result<i64> {
+    let secs: f64 = s.parse().with_context(|| format!("bad seconds {s:?}"))?;
+    Ok((secs * 1e6).round() as i64)
+}
+
+fn date_us(s: &str) -> anyhow::Result<i64> {
+    overlay::rfc3339::parse(s)
+        .map(|t| t.0)
+        .with_context(|| format!("bad date {s:?}"))
 }
 
 fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
@@ -33,21 +59,44 @@ pub fn parse(text: &str) -> anyhow::Result<MediaPlaylist> {
     let mut msn: Option<u64> = None;
     let mut index = 0;
     let mut in_segment = false;
+    // The PDT of the next part, and of the next segment once this one ends.
+    let mut pdt: Option<i64> = None;
+    let mut segment_end: Option<i64> = None;
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
             msn = Some(v.parse().context("EXT-X-MEDIA-SEQUENCE")?);
         } else if let Some(a) = line.strip_prefix("#EXT-X-MAP:") {
             pl.map_uri = attr(a, "URI").map(str::to_owned);
+        } else if let Some(a) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
+            pl.part_hold_back_us = attr(a, "PART-HOLD-BACK").map(secs_to_us).transpose()?;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            pdt = Some(date_us(v)?);
+        } else if let Some(a) = line.strip_prefix("#EXT-X-DATERANGE:") {
+            pl.dateranges.push(DateRange {
+                id: attr(a, "ID")
+                    .context("EXT-X-DATERANGE without ID")?
+                    .to_owned(),
+                start_us: date_us(attr(a, "START-DATE").context("DATERANGE without START-DATE")?)?,
+            });
         } else if let Some(a) = line.strip_prefix("#EXT-X-PART:") {
             let uri = attr(a, "URI").context("EXT-X-PART without URI")?;
+            let duration_us =
+                secs_to_us(attr(a, "DURATION").context("EXT-X-PART without DURATION")?)?;
             pl.parts.push(PartEntry {
                 msn: msn.unwrap_or(0),
                 index,
                 uri: uri.to_owned(),
+                duration_us,
+                pdt_us: pdt,
             });
+            pdt = pdt.map(|p| p + duration_us);
             index += 1;
-        } else if line.starts_with("#EXTINF:") {
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             in_segment = true;
+            let extinf = secs_to_us(v.split(',').next().unwrap_or_default())?;
+            // Parts listed before EXTINF already advanced `pdt`; a segment
+            // without parts ends EXTINF after its PDT.
+            segment_end = pdt.map(|p| if index == 0 { p + extinf } else { p });
         } else if line == "#EXT-X-ENDLIST" {
             pl.ended = true;
         } else if in_segment && !line.is_empty() && !line.starts_with('#') {
@@ -55,6 +104,7 @@ pub fn parse(text: &str) -> anyhow::Result<MediaPlaylist> {
             in_segment = false;
             msn = Some(msn.unwrap_or(0) + 1);
             index = 0;
+            pdt = segment_end;
         }
     }
     Ok(pl)
@@ -95,5 +145,26 @@ mod tests {
             [(10, 0, Some(40)), (10, 1, Some(41)), (11, 0, Some(42))]
         );
         assert!(!pl.ended);
+        let pdt = |p: &PartEntry| p.pdt_us.map(|us| us / 1000 % 100_000);
+        // No PDT before the first tag; from it on, each part's start.
+        assert_eq!(pdt(&pl.parts[1]), None);
+        assert_eq!(pdt(&pl.parts[2]), Some(2_000));
+        assert_eq!(pl.parts[2].duration_us, 200_000);
+    }
+
+    #[test]
+    fn reads_dateranges_and_part_hold_back() {
+        let text = "#EXTM3U\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.62697\n\
+            #EXT-X-MEDIA-SEQUENCE:1\n\
+            #EXT-X-DATERANGE:ID=\"c-1\",CLASS=\"com.dropline.custom\",START-DATE=\"2026-11-26T07:00:01.250Z\"\n\
+            #EXT-X-PROGRAM-DATE-TIME:2026-11-26T07:00:01.000Z\n#EXTINF:1.0,\nseg1.m4s\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part5.m4s\",INDEPENDENT=YES\n";
+        let pl = parse(text).unwrap();
+        assert_eq!(pl.part_hold_back_us, Some(626_970));
+        assert_eq!(pl.dateranges[0].id, "c-1");
+        assert_eq!(pl.dateranges[0].start_us % 10_000_000, 1_250_000);
+        // The part after a segment without parts starts at its end.
+        assert_eq!(pl.parts[0].pdt_us.unwrap() % 10_000_000, 2_000_000);
+        assert_eq!(pl.parts[0].msn, 2);
     }
 }

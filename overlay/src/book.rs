@@ -394,6 +394,17 @@ impl CueBook {
     pub fn handle_discontinuity(&mut self, view: TimelineView) {
         self.view = Some(view);
         self.carried_until = None;
+        // Aired cues keep their media time on the old timeline, which the new
+        // one's timestamps may pass again (a restarted encoder, or a restarted
+        // gateway's first publisher, starts over): left in `placed`, `carry`
+        // would put their emsg in a second part. Their DATERANGE lines come
+        // from `cues`, so they stay listed while they run.
+        let cues = &self.cues;
+        self.placed.retain(|(_, e), ()| {
+            !cues
+                .get(e)
+                .is_some_and(|c| matches!(c.state, CueState::Aired { .. }))
+        });
         let waiting: Vec<(MediaTime, u32)> = self
             .placed
             .keys()
@@ -482,15 +493,26 @@ impl CueBook {
             .map(|(&(_, e), ())| e)
     }
 
-    /// `EXT-X-DATERANGE` lines of the aired cues whose START-DATE is at or after
-    /// `window_start` (the first PROGRAM-DATE-TIME of the playlist), by START-DATE.
+    /// `EXT-X-DATERANGE` lines of the aired cues whose range (START-DATE plus
+    /// DURATION, if any) reaches `window_start` (the first PROGRAM-DATE-TIME
+    /// of the playlist) or later, by START-DATE.
+    ///
+    /// A range still running stays listed after its START-DATE has left the
+    /// window: a viewer who joins mid-offer learns of the offer, and after a
+    /// gateway restart, whose window starts over with the republished stream,
+    /// an offer that aired before it is back in the playlist (otherwise it
+    /// would be lost to every player that loads the playlist afterwards).
     #[must_use]
     pub fn dateranges(&self, window_start: WallTime) -> Vec<String> {
         let mut aired: Vec<(WallTime, &Cue)> = self
             .cues
             .values()
             .filter_map(|c| match c.state {
-                CueState::Aired { placement, .. } if placement.start >= window_start => {
+                CueState::Aired { placement, .. }
+                    if placement.start.offset(MediaTime::from_millis(i64::from(
+                        c.duration_ms.unwrap_or(0),
+                    ))) >= window_start =>
+                {
                     Some((placement.start, c))
                 }
                 _ => None,

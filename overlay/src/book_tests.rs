@@ -373,6 +373,21 @@ fn dateranges_follow_the_window() {
 }
 
 #[test]
+fn a_running_daterange_stays_after_its_start_leaves_the_window() {
+    let mut b = live_book();
+    b.schedule(
+        None,
+        req(json!({"id":"offer","kind":"custom","duration_ms":5000,"anchor":{"type":"program-date-time","at":wall(11_000).to_rfc3339_millis()}})),
+        wall(10_000),
+    )
+    .unwrap();
+    b.carry(MediaTime(10 * SEC)..MediaTime(12 * SEC), part(5, 0));
+    // Listed until its end (16 s) falls before the window.
+    assert_eq!(b.dateranges(wall(16_000)).len(), 1);
+    assert!(b.dateranges(wall(16_001)).is_empty());
+}
+
+#[test]
 fn offer_open_gets_a_token_valid_from_pdt_plus_hold_back_until_close() {
     let key = OfferKey::new(vec![9; 32]).unwrap();
     let mut b = CueBook::new(Some(OfferSigning {
@@ -531,4 +546,38 @@ fn a_discontinuity_moves_waiting_cues_onto_the_new_timeline() {
         aired.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         vec![soon]
     );
+}
+
+#[test]
+fn a_cue_aired_on_the_old_timeline_is_not_carried_again_on_the_new_one() {
+    let mut b = live_book();
+    let id = b
+        .schedule(
+            None,
+            req(json!({"kind":"custom","duration_ms":60000,"anchor":{"type":"now"}})),
+            wall(10_000),
+        )
+        .unwrap()
+        .id;
+    assert_eq!(
+        b.carry(MediaTime(10 * SEC)..MediaTime(11 * SEC), part(5, 0))
+            .len(),
+        1
+    );
+    // A new encoder (or a restarted gateway's first publisher) starts over at 1 s.
+    b.handle_discontinuity(TimelineView {
+        edge: MediaTime(SEC),
+        edge_pdt: wall(20_000),
+    });
+    // Its timestamps pass 10 s again: the cue is not carried a second time,
+    // yet its DATERANGE, still running, stays listed.
+    assert!(
+        b.carry(MediaTime(9 * SEC)..MediaTime(11 * SEC), part(9, 0))
+            .is_empty()
+    );
+    assert!(matches!(
+        b.get(&id).unwrap().state,
+        CueState::Aired { landed, .. } if landed == part(5, 0)
+    ));
+    assert_eq!(b.dateranges(wall(25_000)).len(), 1);
 }

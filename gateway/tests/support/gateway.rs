@@ -178,6 +178,22 @@ impl Gateway {
         );
     }
 
+    /// Asks the process to stop (SIGTERM, its graceful shutdown) and waits
+    /// for it to exit; panics if it lingers. Dropping the handle kills it
+    /// instead (SIGKILL).
+    #[track_caller]
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        match poll(Duration::from_secs(10), Duration::from_millis(50), || {
+            self.child.try_wait().ok().flatten()
+        }) {
+            Some(status) => status,
+            None => self.fail("dropline did not exit within 10 s of SIGTERM"),
+        }
+    }
+
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -8,6 +8,7 @@
 // `pub(crate)` in a module that is private to its test crate anyway.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cues;
 pub mod gateway;
 pub mod http;
 pub mod peers;
