@@ -19,6 +19,9 @@ pub const VIDEO_RENDITION: &str = "main";
 /// The audio rendition's name (`EXT-X-MEDIA:TYPE=AUDIO`), when the source has audio.
 pub const AUDIO_RENDITION: &str = "audio";
 
+/// The renditions cut from the source itself; ladder rungs take other names.
+pub const SOURCE_RENDITIONS: [&str; 2] = [VIDEO_RENDITION, AUDIO_RENDITION];
+
 /// What the multivariant playlist says about the variant (rfc8216bis §4.4.6.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct VariantInfo {
