@@ -93,6 +93,7 @@ impl Fixture {
             main: None,
             audio: None,
             variant: None,
+            ladder: Vec::new(),
             dateranges: Arc::from([]),
             closed: false,
         }));
@@ -146,6 +147,7 @@ impl Fixture {
                 frame_rate: Some(30.0),
                 audio_channels: self.audio.as_ref().map(|_| 2),
             }),
+            ladder: Vec::new(),
             dateranges: Arc::from([]),
             closed: false,
         }));

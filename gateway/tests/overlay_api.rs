@@ -89,6 +89,7 @@ fn snapshot(main: Option<&Rendition>) -> Arc<StreamSnapshot> {
         main: main.map(|r| Arc::new(r.snapshot().clone())),
         audio: None,
         variant: None,
+        ladder: Vec::new(),
         dateranges: Arc::from([]),
         closed: false,
         incarnation: WallTime(7),

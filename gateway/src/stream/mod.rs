@@ -3,6 +3,7 @@
 
 mod carriage;
 pub mod hub;
+mod ladder;
 mod publishers;
 pub mod registry;
 mod renditions;
@@ -52,6 +53,8 @@ pub struct StreamSnapshot {
     /// part boundaries, when the source has audio.
     pub audio: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,
+    /// The ABR ladder's renditions that have published (`[hls] ladder`).
+    pub ladder: Vec<RungSnapshot>,
     /// `EXT-X-DATERANGE` lines of the overlay's cues in the playlist window,
     /// written in every media playlist (empty without an overlay).
     pub dateranges: Arc<[String]>,
@@ -59,11 +62,25 @@ pub struct StreamSnapshot {
     pub closed: bool,
 }
 
+/// A ladder rung's rendition: transcoded video on the source's MSN and part
+/// grid, played with the source's audio.
+#[derive(Clone, Debug)]
+pub struct RungSnapshot {
+    /// Its objects are under `/{stream}/{name}/`.
+    pub name: Arc<str>,
+    pub rendition: Arc<RenditionSnapshot>,
+    /// Its variant; the source's audio counts in its BANDWIDTH.
+    pub variant: Option<VariantInfo>,
+}
+
 impl StreamSnapshot {
-    /// Every rendition published so far, by name, video first.
-    pub fn renditions(&self) -> impl Iterator<Item = (&'static str, &Arc<RenditionSnapshot>)> {
+    /// Every rendition published so far, by name: video, audio, ladder rungs.
+    pub fn renditions(&self) -> impl Iterator<Item = (&str, &Arc<RenditionSnapshot>)> {
         let video = self.main.iter().map(|r| (VIDEO_RENDITION, r));
-        video.chain(self.audio.iter().map(|r| (AUDIO_RENDITION, r)))
+        let rungs = self.ladder.iter().map(|r| (&*r.name, &r.rendition));
+        video
+            .chain(self.audio.iter().map(|r| (AUDIO_RENDITION, r)))
+            .chain(rungs)
     }
 
     #[must_use]
