@@ -94,6 +94,7 @@ impl Fixture {
             audio: None,
             variant: None,
             ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         }));
@@ -148,6 +149,7 @@ impl Fixture {
                 audio_channels: self.audio.as_ref().map(|_| 2),
             }),
             ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         }));

@@ -51,6 +51,14 @@ fn a_ladder_rung_is_cut_on_the_source_grid() {
     );
     let gw = Gateway::start(&config);
     let mut publisher = publish_av_sized(gw.srt, "publish:lad", "", "960x540");
+    // Asked for as soon as the stream exists, the multivariant playlist
+    // already lists the rung: players read it once.
+    let first = poll(SOON, Duration::from_millis(100), || {
+        let r = gw.get("/lad/index.m3u8");
+        (r.status == 200).then(|| r.text())
+    })
+    .unwrap_or_else(|| gw.fail("no multivariant playlist"));
+    assert!(first.contains("\n360p/playlist.m3u8"), "{first}");
     poll(SOON, Duration::from_millis(200), || {
         let ok = ["main", "audio", "360p"].iter().all(|r| {
             let res = gw.get(&format!("/lad/{r}/playlist.m3u8"));

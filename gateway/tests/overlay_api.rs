@@ -90,6 +90,7 @@ fn snapshot(main: Option<&Rendition>) -> Arc<StreamSnapshot> {
         audio: None,
         variant: None,
         ladder: Vec::new(),
+        ladder_expected: 0,
         dateranges: Arc::from([]),
         closed: false,
         incarnation: WallTime(7),

@@ -126,6 +126,14 @@ pub(super) async fn multivariant(
             Err(_) => break,
         }
     }
+    // Likewise the ladder's rungs trail the source by the transcoder's
+    // delay: a player reads the multivariant playlist once, so wait for them.
+    while snap.ladder.len() < snap.ladder_expected && !snap.closed {
+        match timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => snap = Arc::clone(&watch.borrow_and_update()),
+            _ => break,
+        }
+    }
     let Some(info) = &snap.variant else {
         return Err(HlsError::NotFound);
     };

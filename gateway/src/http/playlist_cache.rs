@@ -96,6 +96,7 @@ mod tests {
             audio: None,
             variant: None,
             ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         })

@@ -213,7 +213,13 @@ impl Ladder {
         }
     }
 
-    /// The rungs that have published, with their variants.
+    /// The rungs being made: their transcoder runs.
+    pub(super) fn expected(&self) -> usize {
+        self.rungs.iter().filter(|r| r.transcoder.is_some()).count()
+    }
+
+    /// The rungs that have published a part, with their variants (whose
+    /// bit rates are measured from the parts).
     pub(super) fn snapshot(
         &self,
         source: &Segmenter,
@@ -222,7 +228,9 @@ impl Ladder {
         self.rungs
             .iter()
             .filter_map(|r| {
-                let snap = Arc::new(r.renditions.video()?.snapshot().clone());
+                let snap = r.renditions.video()?.snapshot();
+                snap.last_part()?;
+                let snap = Arc::new(snap.clone());
                 let variant: Option<VariantInfo> = r
                     .codec
                     .as_ref()

@@ -55,6 +55,8 @@ pub struct StreamSnapshot {
     pub variant: Option<VariantInfo>,
     /// The ABR ladder's renditions that have published (`[hls] ladder`).
     pub ladder: Vec<RungSnapshot>,
+    /// Rungs being made (their transcoder runs), published or not yet.
+    pub ladder_expected: usize,
     /// `EXT-X-DATERANGE` lines of the overlay's cues in the playlist window,
     /// written in every media playlist (empty without an overlay).
     pub dateranges: Arc<[String]>,

@@ -116,6 +116,7 @@ impl Renditions {
             audio,
             variant,
             ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges,
             closed: false,
         })

@@ -59,6 +59,7 @@ pub(super) fn spawn(
         audio: None,
         variant: None,
         ladder: Vec::new(),
+        ladder_expected: 0,
         dateranges: Arc::from([]),
         closed: false,
     }));
@@ -363,6 +364,7 @@ impl StreamTask {
             dateranges,
         ) {
             next.ladder = self.ladder.snapshot(&self.segmenter, next.audio.as_deref());
+            next.ladder_expected = self.ladder.expected();
             self.snapshots.send_replace(Arc::new(next));
             // The edge moved: cues due at it are placed for the next parts.
             if let Some(c) = &self.carriage {
