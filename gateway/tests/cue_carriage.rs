@@ -8,6 +8,8 @@
 //! cancelled before its time never appears; one anchored on the next
 //! keyframe lands at the start of a segment; after an encoder restart (a
 //! discontinuity, timestamps starting over) a cue lands on the new timeline.
+//! An ABR ladder rung (`low`, transcoded from the source) carries every cue
+//! in its part of the same number as well.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod support;
@@ -24,6 +26,10 @@ use support::poll;
 const SOON: Duration = Duration::from_secs(30);
 const TOKEN: &str = "carriage-test-token-0123";
 const SCHEME: &str = "https://aomedia.org/emsg/ID3";
+/// One small rung (160x120 from the 320x240 source), in `[hls]`.
+const LADDER: &str = "ladder = [{ name = \"low\", height = 120, bitrate_kbps = 100 }]\n";
+/// Every rendition of the stream.
+const RENDITIONS: [&str; 3] = ["main", "audio", "low"];
 
 fn api(gw: &Gateway, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let body = body.unwrap_or("");
@@ -165,13 +171,13 @@ fn daterange<'a>(text: &'a str, id: &str) -> Option<&'a str> {
 fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     let data = tempfile::tempdir().unwrap();
     let config = format!(
-        "{BASE_CONFIG}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
+        "{BASE_CONFIG}{LADDER}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
         data.path().to_str().unwrap()
     );
     let gw = Gateway::start_with_env(&config, &[("DROPLINE_STREAM_AV_API_TOKEN", TOKEN)]);
     let mut publisher = publish_av(gw.srt, "publish:av", "");
     poll(SOON, Duration::from_millis(200), || {
-        let live = ["main", "audio"].iter().all(|r| {
+        let live = RENDITIONS.iter().all(|r| {
             let res = gw.get(&format!("/av/{r}/playlist.m3u8"));
             res.status == 200 && !parts(&res.text()).is_empty()
         });
@@ -219,7 +225,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     );
 
     // The complete segment, its parts concatenated, carries the emsg too.
-    for rendition in ["main", "audio"] {
+    for rendition in RENDITIONS {
         let seg = poll(SOON, Duration::from_millis(200), || {
             let r = gw.get(&format!("/av/{rendition}/seg{msn}.m4s"));
             (r.status == 200).then_some(r.body)
@@ -236,7 +242,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     std::thread::sleep(Duration::from_secs(5));
     let (status, cue) = api(&gw, "GET", "/api/v1/streams/av/cues/later-1", None);
     assert_eq!((status, cue["state"].as_str()), (200, Some("cancelled")));
-    for rendition in ["main", "audio"] {
+    for rendition in RENDITIONS {
         assert!(daterange(&playlist(&gw, rendition), "later-1").is_none());
     }
     publisher.assert_running();
@@ -251,7 +257,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
 fn cues_follow_the_new_timeline_after_a_reconnect() {
     let data = tempfile::tempdir().unwrap();
     let config = format!(
-        "{BASE_CONFIG}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
+        "{BASE_CONFIG}{LADDER}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
         data.path().to_str().unwrap()
     );
     let gw = Gateway::start_with_env(&config, &[("DROPLINE_STREAM_AV_API_TOKEN", TOKEN)]);
@@ -332,12 +338,19 @@ fn check_carried(gw: &Gateway, id: &str) -> Carried {
 
     let mut lines = Vec::new();
     let mut starts = Vec::new();
-    for rendition in ["main", "audio"] {
+    for rendition in RENDITIONS {
+        // The rung trails the source by its transcoder's delay.
         let text = poll(SOON, Duration::from_millis(100), || {
             let t = playlist(gw, rendition);
-            daterange(&t, id).is_some().then_some(t)
+            let has_part = parts(&t).iter().any(|p| (p.0, p.1) == (msn, index));
+            (daterange(&t, id).is_some() && has_part).then_some(t)
         })
-        .unwrap_or_else(|| gw.fail(&format!("{rendition}: no DATERANGE for {id}")));
+        .unwrap_or_else(|| {
+            gw.fail(&format!(
+                "{rendition}: no DATERANGE or part {msn}.{index} for {id}:\n{}",
+                playlist(gw, rendition)
+            ))
+        });
         let line = daterange(&text, id).unwrap().to_owned();
         assert!(
             line.contains(&format!(
@@ -403,7 +416,10 @@ fn check_carried(gw: &Gateway, id: &str) -> Carried {
         }
         assert_eq!(carried, 1, "{rendition}: the cue is carried exactly once");
     }
-    assert_eq!(lines[0], lines[1], "the same DATERANGE in both playlists");
+    assert!(
+        lines.iter().all(|l| *l == lines[0]),
+        "the same DATERANGE in every playlist: {lines:?}"
+    );
     Carried {
         msn,
         index,

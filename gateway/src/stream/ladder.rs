@@ -10,11 +10,19 @@
 //! presentation order) and arrival times (for PROGRAM-DATE-TIME): its
 //! segmenter then cuts the source's MSNs, part numbers and durations.
 //!
-//! The rung trails the source by the transcoder's delay (a frame or two):
-//! its parts are published when they exist and never hold the source's
-//! back; players see each rendition's edge in the rendition reports.
+//! A rung's part is published once it exists and the source's part of the
+//! same number is out, never before: the source holds its video parts for
+//! their audio (`packager::segmenter`), and the cues a rung part carries are
+//! the ones the source's part aired (`carriage.rs`). Nothing of the rung
+//! holds the source back; players see each rendition's edge in the
+//! rendition reports.
+//!
+//! When the source's timestamps start over (a discontinuity, new codec
+//! parameters) the transcoder drains first: its last frames still belong in
+//! the old segment, so that every rung has the source's parts, and the new
+//! timeline's frames wait until it is done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
@@ -23,8 +31,8 @@ use std::time::Instant;
 use packager::pacer::PartPacer;
 use packager::rendition::{RenditionSnapshot, Retention};
 use packager::sample::{Codec, Sample, TrackKind};
-use packager::segmenter::{Segmenter, SegmenterConfig};
-use packager::units::{MediaTime, WallTime};
+use packager::segmenter::{Output, Segmenter, SegmenterConfig};
+use packager::units::{MediaTime, PartSeq, WallTime};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -55,7 +63,15 @@ struct Rung {
     in_flight: BTreeMap<MediaTime, (MediaTime, WallTime)>,
     /// The composition offset (PTS − DTS) of the source's last keyframe.
     offset: MediaTime,
+    /// The transcoder is draining the old timeline; source frames of the
+    /// new one wait here (at most `MAX_IN_FLIGHT`).
+    draining: bool,
+    backlog: VecDeque<Sample>,
+    /// The transcoder has been given a frame (an idle one has nothing to drain).
+    fed: bool,
     segmenter: Segmenter,
+    /// Cut, waiting for the source's part of the same number.
+    cut: VecDeque<Output>,
     pacer: PartPacer,
     /// Only its video slot is used.
     renditions: Renditions,
@@ -74,7 +90,11 @@ impl Ladder {
                 events: None,
                 in_flight: BTreeMap::new(),
                 offset: MediaTime::ZERO,
+                draining: false,
+                backlog: VecDeque::new(),
+                fed: false,
                 segmenter: Segmenter::new(config),
+                cut: VecDeque::new(),
                 pacer: PartPacer::default(),
                 renditions: Renditions::default(),
                 codec: None,
@@ -92,7 +112,13 @@ impl Ladder {
         for r in &mut self.rungs {
             if r.source.as_ref() != Some(codec) {
                 r.source = Some(codec.clone());
-                r.restart();
+                // New parameters: a new timeline (the source's segmenter
+                // makes one too); the first codec starts the transcoder.
+                if r.transcoder.is_some() {
+                    r.drain();
+                } else {
+                    r.restart();
+                }
             }
         }
     }
@@ -107,11 +133,10 @@ impl Ladder {
     }
 
     /// The source's timestamps do not continue: frames in flight belong to
-    /// the old timeline, so each transcoder starts over.
+    /// the old timeline, so each transcoder drains and starts over.
     pub(super) fn push_discontinuity(&mut self) {
         for r in &mut self.rungs {
-            r.restart();
-            r.segmenter.push_discontinuity();
+            r.drain();
         }
     }
 
@@ -120,8 +145,9 @@ impl Ladder {
     pub(super) fn finish(&mut self) {
         for r in &mut self.rungs {
             match &r.transcoder {
-                Some(t) => t.finish(),
-                None => r.segmenter.finish(),
+                Some(t) if r.fed && !r.draining => t.finish(),
+                Some(_) if r.draining => {} // ends after the drain's frames
+                _ => r.segmenter.finish(),
             }
         }
     }
@@ -158,14 +184,28 @@ impl Ladder {
             }
             MediaEvent::Sample(s) => r.push_transcoded(s),
             MediaEvent::Error(e) if e.is_fatal() => {
-                warn!(rung = %r.name, "transcoder failed, the rung stops: {e}");
+                warn!(rung = %r.name, "transcoder failed: {e}");
                 r.transcoder = None;
+                if r.draining {
+                    // Nothing more of the old timeline: on to the new one.
+                    r.segmenter.push_discontinuity();
+                    r.restart();
+                }
             }
             MediaEvent::Error(e) => debug!(rung = %r.name, "transcoder: {e}"),
-            MediaEvent::Eos => r.segmenter.finish(),
+            MediaEvent::Eos => {
+                if r.draining {
+                    r.segmenter.push_discontinuity();
+                } else {
+                    r.segmenter.finish();
+                }
+                // A fresh one for what comes next: a new timeline, or the
+                // same one continued by a publisher taking over.
+                r.restart();
+            }
         }
         while let Some(out) = r.segmenter.poll_output() {
-            r.pacer.push(out);
+            r.cut.push_back(out);
         }
     }
 
@@ -178,14 +218,27 @@ impl Ladder {
     }
 
     /// Applies what the pacers let out now; returns whether anything was.
+    /// `edge` is the number of the source's next video part (`None` when it
+    /// has none to come): rung parts before it may go out.
     pub(super) fn release(
         &mut self,
         now: Instant,
         retention: Retention,
         carriage: Option<&Carriage>,
+        edge: Option<PartSeq>,
     ) -> bool {
         let mut dirty = false;
         for r in &mut self.rungs {
+            while let Some(out) = r.cut.front() {
+                if let (Output::Part { part, .. }, Some(edge)) = (out, edge)
+                    && part.seq >= edge
+                {
+                    break;
+                }
+                if let Some(out) = r.cut.pop_front() {
+                    r.pacer.push(out);
+                }
+            }
             while let Some(mut out) = r.pacer.poll_output(now) {
                 if let Some(c) = carriage {
                     c.carry_rung(&mut out);
@@ -204,9 +257,10 @@ impl Ladder {
             r.events = None;
             r.segmenter.finish();
             while let Some(out) = r.segmenter.poll_output() {
-                r.pacer.push(out);
+                r.cut.push_back(out);
             }
-            for out in r.pacer.flush().collect::<Vec<_>>() {
+            let held: Vec<Output> = r.pacer.flush().chain(r.cut.drain(..)).collect();
+            for out in held {
                 r.renditions.apply(out, retention);
             }
             r.renditions.end();
@@ -246,11 +300,30 @@ impl Ladder {
 }
 
 impl Rung {
-    /// A new transcoder for the source codec; frames in flight are dropped.
+    /// Lets the transcoder finish the old timeline; [`MediaEvent::Eos`]
+    /// then starts the new one.
+    fn drain(&mut self) {
+        match &self.transcoder {
+            Some(t) if self.fed && !self.draining => {
+                t.finish();
+                self.draining = true;
+            }
+            Some(_) if self.draining => {}
+            _ => {
+                self.segmenter.push_discontinuity();
+                self.restart();
+            }
+        }
+    }
+
+    /// A new transcoder for the source codec, fed the frames that waited.
     fn restart(&mut self) {
         self.transcoder = None;
         self.events = None;
+        self.draining = false;
+        self.fed = false;
         self.in_flight.clear();
+        let backlog = std::mem::take(&mut self.backlog);
         let Some(source @ Codec::H264 { width, height, .. }) = &self.source else {
             return;
         };
@@ -263,12 +336,22 @@ impl Rung {
             Ok((t, rx)) => {
                 self.transcoder = Some(t);
                 self.events = Some(rx);
+                for s in &backlog {
+                    self.push_sample(s);
+                }
             }
             Err(e) => warn!(rung = %self.name, "cannot start the transcoder: {e}"),
         }
     }
 
     fn push_sample(&mut self, s: &Sample) {
+        if self.draining {
+            if self.backlog.len() >= MAX_IN_FLIGHT {
+                self.backlog.pop_front();
+            }
+            self.backlog.push_back(s.clone());
+            return;
+        }
         let Some(t) = &self.transcoder else { return };
         if s.keyframe {
             self.offset = s.pts - s.dts;
@@ -277,6 +360,7 @@ impl Rung {
             self.in_flight.pop_first();
         }
         self.in_flight.insert(s.pts, (self.offset, s.arrival));
+        self.fed = true;
         if let Err(e) = t.push(s) {
             debug!(rung = %self.name, "frame not transcoded: {e}");
         }

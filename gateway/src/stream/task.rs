@@ -327,7 +327,11 @@ impl StreamTask {
             dirty = true;
         }
         let retention = self.settings.retention;
-        dirty | self.ladder.release(now, retention, self.carriage.as_ref())
+        let edge = self.renditions.video().and_then(|r| r.snapshot().next_part);
+        dirty
+            | self
+                .ladder
+                .release(now, retention, self.carriage.as_ref(), edge)
     }
 
     fn apply(&mut self, mut out: Output) {
