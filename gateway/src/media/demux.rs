@@ -61,7 +61,7 @@ use super::{MediaError, init, make_element};
 /// (about 10 s of 30 fps video plus its audio).
 pub(super) const EVENT_CAPACITY: usize = 1024;
 /// Bytes each `appsrc` may hold before it drops new input (a stalled pipeline).
-const APPSRC_MAX_BYTES: u64 = 8 << 20;
+pub(super) const APPSRC_MAX_BYTES: u64 = 8 << 20;
 /// How long a demuxer dropped after `finish` may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Added to timestamps inside GStreamer, whose times are unsigned: the

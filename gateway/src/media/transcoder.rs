@@ -27,16 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use packager::sample::{Codec, Sample};
+use packager::sample::{Codec, Sample, TrackKind};
 use tokio::sync::mpsc;
 
-use super::demux::{EVENT_CAPACITY, Shared, app_sink, stop, ticks_to_clock};
+use super::demux::{APPSRC_MAX_BYTES, EVENT_CAPACITY, Shared, app_sink, stop, ticks_to_clock};
 use super::{MediaError, MediaEvent, init, make_element};
-use packager::sample::TrackKind;
-
-/// Source frames the transcoder may hold before new ones are dropped (a
-/// stalled encoder); a 1080p keyframe is a few hundred kilobytes.
-const APPSRC_MAX_BYTES: u64 = 8 << 20;
 
 /// What a rung is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
