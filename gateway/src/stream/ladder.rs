@@ -22,7 +22,7 @@
 //! the old segment, so that every rung has the source's parts, and the new
 //! timeline's frames wait until it is done.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
@@ -59,8 +59,9 @@ struct Rung {
     source: Option<Codec>,
     transcoder: Option<Transcoder>,
     events: Option<mpsc::Receiver<MediaEvent>>,
-    /// Source frames by PTS: their GOP's composition offset and arrival.
-    in_flight: BTreeMap<MediaTime, (MediaTime, WallTime)>,
+    /// Source frames given to the transcoder, in decode order: PTS, their
+    /// GOP's composition offset, arrival.
+    in_flight: VecDeque<(MediaTime, MediaTime, WallTime)>,
     /// The composition offset (PTS − DTS) of the source's last keyframe.
     offset: MediaTime,
     /// The transcoder is draining the old timeline; source frames of the
@@ -88,7 +89,7 @@ impl Ladder {
                 source: None,
                 transcoder: None,
                 events: None,
-                in_flight: BTreeMap::new(),
+                in_flight: VecDeque::new(),
                 offset: MediaTime::ZERO,
                 draining: false,
                 backlog: VecDeque::new(),
@@ -357,9 +358,9 @@ impl Rung {
             self.offset = s.pts - s.dts;
         }
         if self.in_flight.len() >= MAX_IN_FLIGHT {
-            self.in_flight.pop_first();
+            self.in_flight.pop_front();
         }
-        self.in_flight.insert(s.pts, (self.offset, s.arrival));
+        self.in_flight.push_back((s.pts, self.offset, s.arrival));
         self.fed = true;
         if let Err(e) = t.push(s) {
             debug!(rung = %self.name, "frame not transcoded: {e}");
@@ -368,12 +369,21 @@ impl Rung {
 
     /// A transcoded frame takes the decode and arrival time of its source frame.
     fn push_transcoded(&mut self, mut s: Sample) {
-        // Frames the decoder dropped never come out: forget older ones.
-        let Some((offset, arrival)) = self.in_flight.remove(&s.pts) else {
+        let found = self.in_flight.iter().position(|f| f.0 == s.pts);
+        let Some((at, (_, offset, arrival))) =
+            found.and_then(|i| Some((i, self.in_flight.remove(i)?)))
+        else {
             debug!(rung = %self.name, pts = s.pts.0, "transcoded frame of no source frame");
             return;
         };
-        self.in_flight = self.in_flight.split_off(&s.pts);
+        // Frames the decoder dropped never come out: forget those given
+        // before this one that it presents earlier. (By PTS alone, a
+        // timeline that starts over would lose its first frames.)
+        let mut i = 0;
+        self.in_flight.retain(|f| {
+            i += 1;
+            i > at || f.0 > s.pts
+        });
         s.dts = s.pts - offset;
         s.arrival = arrival;
         if let Err(e) = self.segmenter.push_sample(s) {
