@@ -252,7 +252,10 @@ function startPlayback(Hls, src, stream) {
   state.hls = hls;
   attachCues(hls);
 
-  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+  hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+    // `?height=H` pins the variant of that height (an ABR ladder rung) instead of ABR.
+    const pinned = data.levels.findIndex((l) => l.height === Number(params.get('height')));
+    if (pinned >= 0) hls.currentLevel = pinned;
     video.play().catch(() => {});
   });
   hls.on(Hls.Events.LEVEL_LOADED, () => {

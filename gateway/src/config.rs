@@ -132,6 +132,21 @@ pub struct HlsConfig {
     pub window_segments: usize,
     /// How long an ended stream stays fetchable.
     pub linger_ms: u64,
+    /// Lower video renditions transcoded from the source (an ABR ladder),
+    /// e.g. `ladder = [{ name = "360p", height = 360, bitrate_kbps = 800 }]`.
+    /// Empty by default: only the source's renditions.
+    pub ladder: Vec<LadderRung>,
+}
+
+/// One rung of the ABR ladder: an x264 rendition at `height` lines (the
+/// width follows the source's aspect ratio), cut on the source's grid.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LadderRung {
+    /// The rendition's path segment, `/{stream}/{name}/playlist.m3u8`.
+    pub name: String,
+    pub height: u16,
+    pub bitrate_kbps: u32,
 }
 
 impl Default for HlsConfig {
@@ -141,6 +156,7 @@ impl Default for HlsConfig {
             part_target_ms: 200,
             window_segments: 16,
             linger_ms: 60_000,
+            ladder: Vec::new(),
         }
     }
 }
@@ -319,6 +335,23 @@ impl Config {
         if self.hls.window_segments < 3 {
             return Err(invalid("hls.window_segments", "must be at least 3"));
         }
+        for (i, rung) in self.hls.ladder.iter().enumerate() {
+            let taken = crate::stream::SOURCE_RENDITIONS.contains(&rung.name.as_str())
+                || self.hls.ladder[..i].iter().any(|r| r.name == rung.name);
+            if !crate::stream::valid_name(&rung.name) || taken {
+                return Err(invalid(
+                    "hls.ladder.name",
+                    "must be a unique name of letters, digits, '-' and '_', not main or audio",
+                ));
+            }
+            // H.264 4:2:0 wants even dimensions.
+            if !(90..=2160).contains(&rung.height) || rung.height % 2 != 0 {
+                return Err(invalid("hls.ladder.height", "must be even and 90..=2160"));
+            }
+            if !(50..=50_000).contains(&rung.bitrate_kbps) {
+                return Err(invalid("hls.ladder.bitrate_kbps", "must be 50..=50000"));
+            }
+        }
         // Certificate files without a listener (or the reverse) are a
         // mistake, not a reason to serve plain HTTP only.
         match (
@@ -455,6 +488,31 @@ mod tests {
         assert_eq!(cfg.passphrase("show"), Some("fromtheenv!"));
         cfg.validate().unwrap();
         assert!(!cfg.redacted_toml().contains("fromtheenv"));
+    }
+
+    #[test]
+    fn ladder_rungs_from_the_file() {
+        let f = write("[hls]\nladder = [{ name = \"360p\", height = 360, bitrate_kbps = 800 }]\n");
+        let cfg = Config::load(Some(f.path()), []).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.hls.ladder,
+            [LadderRung {
+                name: "360p".into(),
+                height: 360,
+                bitrate_kbps: 800
+            }]
+        );
+        for bad in [
+            "{ name = \"main\", height = 360, bitrate_kbps = 800 }",
+            "{ name = \"a b\", height = 360, bitrate_kbps = 800 }",
+            "{ name = \"low\", height = 361, bitrate_kbps = 800 }",
+            "{ name = \"low\", height = 360, bitrate_kbps = 0 }",
+        ] {
+            let f = write(&format!("[hls]\nladder = [{bad}]\n"));
+            let cfg = Config::load(Some(f.path()), []).unwrap();
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use gateway::config::Config;
 use gateway::http::{AppState, router_with};
 use gateway::ingest::srt::SrtIngest;
 use gateway::ingest::srtla;
-use gateway::media::TestSource;
+use gateway::media::{RungSpec, TestSource};
 use gateway::overlay::Overlay;
 use gateway::stream::hub::Hub;
 use gateway::stream::registry::Registry;
@@ -252,6 +252,18 @@ fn stream_settings(cfg: &Config) -> StreamSettings {
             failover: cfg.failover(),
             handback: Duration::from_millis(cfg.srt.handback_ms),
         },
+        ladder: cfg
+            .hls
+            .ladder
+            .iter()
+            .map(|r| {
+                let spec = RungSpec {
+                    height: r.height,
+                    bitrate_kbps: r.bitrate_kbps,
+                };
+                (r.name.clone(), spec)
+            })
+            .collect(),
     }
 }
 

@@ -8,6 +8,8 @@
 //! cancelled before its time never appears; one anchored on the next
 //! keyframe lands at the start of a segment; after an encoder restart (a
 //! discontinuity, timestamps starting over) a cue lands on the new timeline.
+//! An ABR ladder rung (`low`, transcoded from the source) carries every cue
+//! in its part of the same number as well.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 mod support;
@@ -15,8 +17,8 @@ mod support;
 use std::time::Duration;
 
 use support::cues::{
-    SOON, api, check_carried, cue_emsgs_anywhere, daterange, playlist, start, wait_both_live,
-    wall_in,
+    AV_LOW, LOW_RUNG, SOON, api, check_carried, cue_emsgs_anywhere, daterange, playlist, start,
+    wait_live, wall_in,
 };
 use support::peers::publish_av;
 use support::poll;
@@ -24,9 +26,9 @@ use support::poll;
 #[test]
 fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     let data = tempfile::tempdir().unwrap();
-    let gw = start(data.path());
+    let gw = start(data.path(), LOW_RUNG);
     let mut publisher = publish_av(gw.srt, "publish:av", "");
-    wait_both_live(&gw);
+    wait_live(&gw, &AV_LOW);
 
     // A cue far enough ahead to cancel safely, then cancelled.
     let later = wall_in(Duration::from_secs(4));
@@ -43,7 +45,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     let (status, answer) = api(&gw, "POST", "/api/v1/streams/av/cues", Some(body));
     assert_eq!(status, 201, "{answer}");
 
-    let card = check_carried(&gw, "card-1", &["later-1"]);
+    let card = check_carried(&gw, "card-1", &["later-1"], &AV_LOW);
     let msn = card.msn;
 
     // Anchored on the next keyframe: the first part of a segment, at its start.
@@ -51,7 +53,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
         r#"{"id":"kf-1","kind":"custom","payload":{"n":1},"anchor":{"type":"next-keyframe"}}"#;
     let (status, answer) = api(&gw, "POST", "/api/v1/streams/av/cues", Some(body));
     assert_eq!(status, 201, "{answer}");
-    let kf = check_carried(&gw, "kf-1", &["later-1"]);
+    let kf = check_carried(&gw, "kf-1", &["later-1"], &AV_LOW);
     assert_eq!(kf.index, 0, "a keyframe cue opens a segment");
     assert!(
         (kf.media_time as f64 / 90_000.0 - kf.video_part_start).abs() < 1e-6,
@@ -59,7 +61,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     );
 
     // The complete segment, its parts concatenated, carries the emsg too.
-    for rendition in ["main", "audio"] {
+    for rendition in AV_LOW {
         let seg = poll(SOON, Duration::from_millis(200), || {
             let r = gw.get(&format!("/av/{rendition}/seg{msn}.m4s"));
             (r.status == 200).then_some(r.body)
@@ -76,7 +78,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
     std::thread::sleep(Duration::from_secs(5));
     let (status, cue) = api(&gw, "GET", "/api/v1/streams/av/cues/later-1", None);
     assert_eq!((status, cue["state"].as_str()), (200, Some("cancelled")));
-    for rendition in ["main", "audio"] {
+    for rendition in AV_LOW {
         assert!(daterange(&playlist(&gw, rendition), "later-1").is_none());
     }
     publisher.assert_running();
@@ -90,7 +92,7 @@ fn a_posted_cue_is_carried_in_both_renditions_and_a_cancelled_one_never() {
 #[test]
 fn cues_follow_the_new_timeline_after_a_reconnect() {
     let data = tempfile::tempdir().unwrap();
-    let gw = start(data.path());
+    let gw = start(data.path(), LOW_RUNG);
     let mut first = publish_av(gw.srt, "publish:av", "");
     // Long enough that the restarted encoder's timestamps lie well behind.
     poll(SOON, Duration::from_millis(200), || {
@@ -103,7 +105,7 @@ fn cues_follow_the_new_timeline_after_a_reconnect() {
         api(&gw, "POST", "/api/v1/streams/av/cues", Some(body)).0,
         201
     );
-    let before = check_carried(&gw, "before-1", &[]);
+    let before = check_carried(&gw, "before-1", &[], &AV_LOW);
 
     // The encoder restarts within the reconnect grace: its timestamps start
     // over, behind a discontinuity.
@@ -120,7 +122,7 @@ fn cues_follow_the_new_timeline_after_a_reconnect() {
         api(&gw, "POST", "/api/v1/streams/av/cues", Some(body)).0,
         201
     );
-    let after = check_carried(&gw, "after-1", &[]);
+    let after = check_carried(&gw, "after-1", &[], &AV_LOW);
     eprintln!(
         "before the reconnect at {} ticks (part {}.{}), after at {} ticks (part {}.{})",
         before.media_time, before.msn, before.index, after.media_time, after.msn, after.index

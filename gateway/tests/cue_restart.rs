@@ -23,13 +23,11 @@ use std::time::Duration;
 use packager::units::WallTime;
 use serde_json::Value;
 use support::cues::{
-    api, check_carried, daterange, emsgs_in_window, playlist, post_cue_once, start, wait_both_live,
+    AV, api, check_carried, daterange, emsgs_in_window, playlist, post_cue_once, start, wait_live,
     wall_in,
 };
 use support::gateway::Gateway;
 use support::peers::{Peer, publish_av};
-
-const RENDITIONS: [&str; 2] = ["main", "audio"];
 
 fn cues(gw: &Gateway) -> Vec<Value> {
     let (status, list) = api(gw, "GET", "/api/v1/streams/av/cues", None);
@@ -50,7 +48,7 @@ fn wall_clock_cue(id: &str, at: WallTime) -> String {
 
 /// A new gateway on the same store, the source published again.
 fn restart(data: &Path) -> (Gateway, Peer) {
-    let gw = start(data);
+    let gw = start(data, "");
     let publisher = publish_av(gw.srt, "publish:av", "");
     (gw, publisher)
 }
@@ -64,7 +62,7 @@ fn assert_replayed(gw: &Gateway, key: &str, body: &str, id: &str) {
 
 /// Cue `id` aired once, at the START-DATE it was placed at for `at`.
 fn assert_aired_on_time(gw: &Gateway, id: &str, at: WallTime) {
-    let carried = check_carried(gw, id, &[]);
+    let carried = check_carried(gw, id, &[], &AV);
     let (_, cue) = api(gw, "GET", &format!("/api/v1/streams/av/cues/{id}"), None);
     let start = overlay::rfc3339::parse(cue["start"].as_str().unwrap()).unwrap();
     let error_ms = (start.0 - at.0) as f64 / 1000.0;
@@ -87,17 +85,17 @@ fn assert_aired_on_time(gw: &Gateway, id: &str, at: WallTime) {
 fn a_restart_between_scheduling_and_airing_loses_nothing() {
     let data = tempfile::tempdir().unwrap();
     let (gw, mut publisher) = restart(data.path());
-    wait_both_live(&gw);
+    wait_live(&gw, &AV);
 
     // Aired before the restart: an offer-like cue running for a minute and
     // an instant one.
     let running = r#"{"id":"running-1","kind":"custom","payload":{"sku":"tee"},"anchor":{"type":"now"},"duration_ms":60000}"#;
     let (status, _, cue) = post_cue_once(&gw, "k-running", running);
     assert_eq!(status, 201, "{cue}");
-    check_carried(&gw, "running-1", &[]);
+    check_carried(&gw, "running-1", &[], &AV);
     let instant = r#"{"id":"instant-1","kind":"custom","payload":{},"anchor":{"type":"now"}}"#;
     assert_eq!(post_cue_once(&gw, "k-instant", instant).0, 201);
-    check_carried(&gw, "instant-1", &[]);
+    check_carried(&gw, "instant-1", &[], &AV);
     let running_line = daterange(&playlist(&gw, "main"), "running-1")
         .unwrap()
         .to_owned();
@@ -125,9 +123,9 @@ fn a_restart_between_scheduling_and_airing_loses_nothing() {
     }
     assert_replayed(&gw, "k-kill", &body_kill, "sched-kill");
     assert_replayed(&gw, "k-running", running, "running-1");
-    wait_both_live(&gw);
+    wait_live(&gw, &AV);
     assert_aired_on_time(&gw, "sched-kill", at_kill);
-    for rendition in RENDITIONS {
+    for rendition in AV {
         let text = playlist(&gw, rendition);
         assert_eq!(
             daterange(&text, "running-1"),
@@ -159,7 +157,7 @@ fn a_restart_between_scheduling_and_airing_loses_nothing() {
     let (gw, mut publisher) = restart(data.path());
     assert_eq!(ids(&cues(&gw)), ids(&before));
     assert_replayed(&gw, "k-term", &body_term, "sched-term");
-    wait_both_live(&gw);
+    wait_live(&gw, &AV);
     assert_aired_on_time(&gw, "sched-term", at_term);
     let (_, cue) = api(&gw, "GET", "/api/v1/streams/av/cues/sched-kill", None);
     let was = before.iter().find(|c| c["id"] == "sched-kill").unwrap();
@@ -168,7 +166,7 @@ fn a_restart_between_scheduling_and_airing_loses_nothing() {
         (&was["state"], &was["part"]),
         "sched-kill stays aired where it landed"
     );
-    for rendition in RENDITIONS {
+    for rendition in AV {
         assert_eq!(emsgs_in_window(&gw, rendition, "sched-kill"), 0);
         assert!(daterange(&playlist(&gw, rendition), "running-1").is_some());
     }

@@ -93,6 +93,8 @@ impl Fixture {
             main: None,
             audio: None,
             variant: None,
+            ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         }));
@@ -146,6 +148,8 @@ impl Fixture {
                 frame_rate: Some(30.0),
                 audio_channels: self.audio.as_ref().map(|_| 2),
             }),
+            ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         }));

@@ -89,6 +89,8 @@ fn snapshot(main: Option<&Rendition>) -> Arc<StreamSnapshot> {
         main: main.map(|r| Arc::new(r.snapshot().clone())),
         audio: None,
         variant: None,
+        ladder: Vec::new(),
+        ladder_expected: 0,
         dateranges: Arc::from([]),
         closed: false,
         incarnation: WallTime(7),

@@ -21,7 +21,9 @@ use super::AppState;
 use super::conditional::Validators;
 use super::playlist_cache::{PlaylistCache, Rendered};
 use crate::stream::registry::StreamWatch;
-use crate::stream::{AUDIO_RENDITION, StreamSnapshot, VIDEO_RENDITION, valid_name};
+use crate::stream::{
+    AUDIO_RENDITION, SOURCE_RENDITIONS, StreamSnapshot, VIDEO_RENDITION, valid_name,
+};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MP4_TYPE: &str = "video/mp4";
@@ -124,6 +126,14 @@ pub(super) async fn multivariant(
             Err(_) => break,
         }
     }
+    // Likewise the ladder's rungs trail the source by the transcoder's
+    // delay: a player reads the multivariant playlist once, so wait for them.
+    while snap.ladder.len() < snap.ladder_expected && !snap.closed {
+        match timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => snap = Arc::clone(&watch.borrow_and_update()),
+            _ => break,
+        }
+    }
     let Some(info) = &snap.variant else {
         return Err(HlsError::NotFound);
     };
@@ -140,19 +150,25 @@ pub(super) async fn multivariant(
         })
         .into_iter()
         .collect();
-    let body = render_multivariant(
-        &[Variant {
-            uri: format!("{VIDEO_RENDITION}/{PLAYLIST_NAME}"),
+    // One variant per video rendition: the source's, then each ladder rung
+    // that has published, all with the same audio group.
+    let rungs = snap
+        .ladder
+        .iter()
+        .filter_map(|r| Some((&*r.name, r.variant.as_ref()?)));
+    let variants: Vec<Variant> = std::iter::once((VIDEO_RENDITION, info))
+        .chain(rungs)
+        .map(|(name, info)| Variant {
+            uri: format!("{name}/{PLAYLIST_NAME}"),
             bandwidth: info.bandwidth,
             average_bandwidth: Some(info.average_bandwidth),
             codecs: info.codecs.clone(),
             resolution: info.resolution,
             frame_rate: info.frame_rate,
             audio_group: audio.first().map(|a| a.group_id.clone()),
-        }],
-        &audio,
-    )
-    .map_err(|e| {
+        })
+        .collect();
+    let body = render_multivariant(&variants, &audio).map_err(|e| {
         tracing::error!(stream = %stream, "multivariant playlist: {e}");
         HlsError::Internal
     })?;
@@ -167,13 +183,15 @@ pub(super) async fn rendition_object(
     RawQuery(query): RawQuery,
     req: HeaderMap,
 ) -> Result<Response, HlsError> {
-    let name = match rendition_name.as_str() {
-        VIDEO_RENDITION => VIDEO_RENDITION,
-        AUDIO_RENDITION => AUDIO_RENDITION,
-        _ => return Err(HlsError::NotFound),
-    };
     let object = parse_object_name(&object).ok_or(HlsError::NotFound)?;
     let mut watch = stream_watch(&state, &stream)?;
+    // A ladder rung is known once it has published: players learn its name
+    // from the multivariant playlist, which lists it from then on.
+    let name = rendition_name.as_str();
+    let rung = || watch.borrow().ladder.iter().any(|r| *r.name == *name);
+    if !SOURCE_RENDITIONS.contains(&name) && !rung() {
+        return Err(HlsError::NotFound);
+    }
     match object {
         ObjectName::Playlist => {
             let d = directives::parse(query.as_deref().unwrap_or(""))
@@ -221,7 +239,7 @@ const IMMUTABLE: &str = "public, max-age=300";
 async fn media_playlist(
     playlists: &PlaylistCache,
     watch: &mut StreamWatch,
-    name: &'static str,
+    name: &str,
     d: &Directives,
 ) -> Result<(Rendered, String), HlsError> {
     let start = Instant::now();

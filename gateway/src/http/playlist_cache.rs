@@ -31,7 +31,8 @@ pub(super) struct Rendered {
     pub(super) validators: Validators,
 }
 
-type Key = (&'static str, Option<Skip>);
+/// Rendition name (ladder rungs have configured ones) and `_HLS_skip`.
+type Key = (Box<str>, Option<Skip>);
 
 struct Entry {
     snapshot: Weak<StreamSnapshot>,
@@ -44,15 +45,15 @@ impl PlaylistCache {
     pub(super) fn media_playlist(
         &self,
         snap: &Arc<StreamSnapshot>,
-        rendition: &'static str,
+        rendition: &str,
         skip: Option<Skip>,
         render: impl FnOnce() -> String,
     ) -> Rendered {
         let addr = Arc::as_ptr(snap) as usize;
-        let key = (rendition, skip);
+        let is_key = |k: &Key| *k.0 == *rendition && k.1 == skip;
         if let Ok(entries) = self.entries.lock()
             && let Some(e) = entries.get(&addr)
-            && let Some((_, body)) = e.bodies.iter().find(|(k, _)| *k == key)
+            && let Some((_, body)) = e.bodies.iter().find(|(k, _)| is_key(k))
         {
             return body.clone();
         }
@@ -71,8 +72,8 @@ impl PlaylistCache {
                 snapshot: Arc::downgrade(snap),
                 bodies: Vec::new(),
             });
-            if e.bodies.iter().all(|(k, _)| *k != key) {
-                e.bodies.push((key, body.clone()));
+            if !e.bodies.iter().any(|(k, _)| is_key(k)) {
+                e.bodies.push(((rendition.into(), skip), body.clone()));
             }
         }
         body
@@ -94,6 +95,8 @@ mod tests {
             main: None,
             audio: None,
             variant: None,
+            ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges: Arc::from([]),
             closed: false,
         })

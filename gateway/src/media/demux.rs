@@ -59,9 +59,9 @@ use super::{MediaError, init, make_element};
 
 /// Events buffered between the streaming thread and the consumer
 /// (about 10 s of 30 fps video plus its audio).
-const EVENT_CAPACITY: usize = 1024;
+pub(super) const EVENT_CAPACITY: usize = 1024;
 /// Bytes each `appsrc` may hold before it drops new input (a stalled pipeline).
-const APPSRC_MAX_BYTES: u64 = 8 << 20;
+pub(super) const APPSRC_MAX_BYTES: u64 = 8 << 20;
 /// How long a demuxer dropped after `finish` may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Added to timestamps inside GStreamer, whose times are unsigned: the
@@ -85,8 +85,9 @@ pub enum MediaEvent {
     Eos,
 }
 
-/// State shared by the pipeline's callbacks and the [`Demuxer`] handle.
-struct Shared {
+/// State shared by a pipeline's callbacks and its handle ([`Demuxer`],
+/// `Transcoder`).
+pub(super) struct Shared {
     stream: String,
     tx: mpsc::Sender<MediaEvent>,
     dropped: AtomicU64,
@@ -103,6 +104,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    pub(super) fn new(stream: &str, tx: mpsc::Sender<MediaEvent>) -> Arc<Self> {
+        Arc::new(Self {
+            stream: stream.to_owned(),
+            tx,
+            dropped: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+        })
+    }
+
     /// The last event has been sent; a draining pipeline may stop.
     fn mark_done(&self) {
         *lock(&self.done) = true;
@@ -133,7 +145,7 @@ impl Shared {
         }
     }
 
-    fn on_bus_message(&self, msg: &gst::Message) {
+    pub(super) fn on_bus_message(&self, msg: &gst::Message) {
         use gst::MessageView;
         let element = || {
             msg.src()
@@ -220,14 +232,7 @@ impl Demuxer {
             }
         }
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
-        let shared = Arc::new(Shared {
-            stream: stream_name.to_owned(),
-            tx,
-            dropped: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
-            done: Mutex::new(false),
-            done_cv: Condvar::new(),
-        });
+        let shared = Shared::new(stream_name, tx);
 
         let pipeline = gst::Pipeline::with_name(&format!("demux-{stream_name}"));
         if let Some(bus) = pipeline.bus() {
@@ -401,7 +406,7 @@ fn pes_buffer(pes: Pes) -> gst::Buffer {
 }
 
 /// Timeline ticks to a GStreamer time, truncating as GStreamer does.
-fn ticks_to_clock(ticks: i64) -> Option<gst::ClockTime> {
+pub(super) fn ticks_to_clock(ticks: i64) -> Option<gst::ClockTime> {
     let t = i128::from(ticks) + i128::from(TICKS_BIAS);
     let ns = u64::try_from(t * NS_PER_SEC / TICKS_PER_SEC).ok()?;
     Some(gst::ClockTime::from_nseconds(ns))
@@ -413,14 +418,16 @@ fn clock_to_ticks(t: gst::ClockTime) -> i64 {
     i64::try_from(ticks - i128::from(TICKS_BIAS)).unwrap_or(i64::MAX)
 }
 
+/// Stops a pipeline for good and lets its bus handler (and what it holds) go.
+pub(super) fn stop(pipeline: &gst::Pipeline) {
+    let _ = pipeline.set_state(gst::State::Null);
+    if let Some(bus) = pipeline.bus() {
+        bus.unset_sync_handler();
+    }
+}
+
 impl Drop for Demuxer {
     fn drop(&mut self) {
-        fn stop(pipeline: &gst::Pipeline) {
-            let _ = pipeline.set_state(gst::State::Null);
-            if let Some(bus) = pipeline.bus() {
-                bus.unset_sync_handler();
-            }
-        }
         let draining = self.shared.finished.load(Ordering::SeqCst) && !*lock(&self.shared.done);
         if draining {
             // The parsers may still hold the last frames: let them out, off
@@ -440,7 +447,7 @@ impl Drop for Demuxer {
     }
 }
 
-fn app_sink(kind: TrackKind, shared: Arc<Shared>) -> gst_app::AppSink {
+pub(super) fn app_sink(kind: TrackKind, shared: Arc<Shared>) -> gst_app::AppSink {
     let sink = gst_app::AppSink::builder()
         // Deliver as soon as possible: no clock sync, no preroll wait.
         .sync(false)

@@ -6,12 +6,14 @@
 
 mod demux;
 mod test_source;
+mod transcoder;
 mod ts_demux;
 
 use std::sync::OnceLock;
 
 pub use demux::{Demuxer, MediaEvent};
 pub use test_source::TestSource;
+pub use transcoder::{RungSpec, Transcoder};
 
 use gstreamer as gst;
 

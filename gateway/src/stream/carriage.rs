@@ -129,19 +129,20 @@ impl Carriage {
                 "cues carried"
             );
         }
-        let mut boxes = Vec::new();
-        for cue in &cues {
-            // The emsg's own 90 kHz timescale is the media clock of both
-            // tracks' tfdt (the audio's in its sample rate), so the same
-            // presentation_time places it in either.
-            let Some(p) = cue.placement() else { continue };
-            match cue.emsg(u64::try_from(p.media_time.0).unwrap_or(0)) {
-                Ok(b) => boxes.extend_from_slice(&b),
-                Err(e) => warn!(cue = %cue.id, "cue not carried: {e}"),
-            }
-        }
-        if !boxes.is_empty() {
-            prepend(part, &boxes);
+        embed(part, &cues);
+    }
+
+    /// Adds to a ladder rung's part the emsg of the cues the source's part
+    /// of the same span carried. The rung trails the source, which has
+    /// aired them by then: they are looked up, not aired again, and the
+    /// rung's segments never move the overlay's timeline.
+    pub(super) fn carry_rung(&self, out: &mut Output) {
+        let Output::Part { part, span, .. } = out else {
+            return;
+        };
+        // rfc8216bis §4.4.4.9: a GAP part has no bytes to carry anything in.
+        if !part.gap {
+            embed(part, &self.overlay.cues_in(&self.name, span.clone()));
         }
     }
 
@@ -176,6 +177,24 @@ impl Carriage {
         self.msn = [None; 2];
         self.keyframe = None;
         self.fresh = true;
+    }
+}
+
+/// Prepends the emsg of each placed cue to `part`.
+fn embed(part: &mut Part, cues: &[overlay::Cue]) {
+    let mut boxes = Vec::new();
+    for cue in cues {
+        // The emsg's own 90 kHz timescale is the media clock of both
+        // tracks' tfdt (the audio's in its sample rate), so the same
+        // presentation_time places it in either.
+        let Some(p) = cue.placement() else { continue };
+        match cue.emsg(u64::try_from(p.media_time.0).unwrap_or(0)) {
+            Ok(b) => boxes.extend_from_slice(&b),
+            Err(e) => warn!(cue = %cue.id, "cue not carried: {e}"),
+        }
+    }
+    if !boxes.is_empty() {
+        prepend(part, &boxes);
     }
 }
 

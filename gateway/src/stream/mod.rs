@@ -3,6 +3,7 @@
 
 mod carriage;
 pub mod hub;
+mod ladder;
 mod publishers;
 pub mod registry;
 mod renditions;
@@ -18,6 +19,9 @@ use packager::units::WallTime;
 pub const VIDEO_RENDITION: &str = "main";
 /// The audio rendition's name (`EXT-X-MEDIA:TYPE=AUDIO`), when the source has audio.
 pub const AUDIO_RENDITION: &str = "audio";
+
+/// The renditions cut from the source itself; ladder rungs take other names.
+pub const SOURCE_RENDITIONS: [&str; 2] = [VIDEO_RENDITION, AUDIO_RENDITION];
 
 /// What the multivariant playlist says about the variant (rfc8216bis §4.4.6.2).
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +53,10 @@ pub struct StreamSnapshot {
     /// part boundaries, when the source has audio.
     pub audio: Option<Arc<RenditionSnapshot>>,
     pub variant: Option<VariantInfo>,
+    /// The ABR ladder's renditions that have published (`[hls] ladder`).
+    pub ladder: Vec<RungSnapshot>,
+    /// Rungs being made (their transcoder runs), published or not yet.
+    pub ladder_expected: usize,
     /// `EXT-X-DATERANGE` lines of the overlay's cues in the playlist window,
     /// written in every media playlist (empty without an overlay).
     pub dateranges: Arc<[String]>,
@@ -56,11 +64,25 @@ pub struct StreamSnapshot {
     pub closed: bool,
 }
 
+/// A ladder rung's rendition: transcoded video on the source's MSN and part
+/// grid, played with the source's audio.
+#[derive(Clone, Debug)]
+pub struct RungSnapshot {
+    /// Its objects are under `/{stream}/{name}/`.
+    pub name: Arc<str>,
+    pub rendition: Arc<RenditionSnapshot>,
+    /// Its variant; the source's audio counts in its BANDWIDTH.
+    pub variant: Option<VariantInfo>,
+}
+
 impl StreamSnapshot {
-    /// Every rendition published so far, by name, video first.
-    pub fn renditions(&self) -> impl Iterator<Item = (&'static str, &Arc<RenditionSnapshot>)> {
+    /// Every rendition published so far, by name: video, audio, ladder rungs.
+    pub fn renditions(&self) -> impl Iterator<Item = (&str, &Arc<RenditionSnapshot>)> {
         let video = self.main.iter().map(|r| (VIDEO_RENDITION, r));
-        video.chain(self.audio.iter().map(|r| (AUDIO_RENDITION, r)))
+        let rungs = self.ladder.iter().map(|r| (&*r.name, &r.rendition));
+        video
+            .chain(self.audio.iter().map(|r| (AUDIO_RENDITION, r)))
+            .chain(rungs)
     }
 
     #[must_use]

@@ -80,6 +80,11 @@ impl Renditions {
         first.or_else(|| s.open.as_ref().map(|o| o.program_date_time))
     }
 
+    /// The video rendition, once started.
+    pub(super) fn video(&self) -> Option<&Rendition> {
+        self.video.as_ref()
+    }
+
     pub(super) fn ended(&self) -> bool {
         self.video.as_ref().is_some_and(|r| r.snapshot().ended)
     }
@@ -95,13 +100,23 @@ impl Renditions {
     ) -> Option<StreamSnapshot> {
         let video = Arc::new(self.video.as_ref()?.snapshot().clone());
         let audio = self.audio.as_ref().map(|r| Arc::new(r.snapshot().clone()));
-        let variant = video_codec.map(|v| variant(v, &video, segmenter, audio.as_deref()));
+        let variant = video_codec.map(|v| {
+            variant(
+                v,
+                &video,
+                segmenter.frame_duration(),
+                segmenter,
+                audio.as_deref(),
+            )
+        });
         Some(StreamSnapshot {
             name: name.to_owned(),
             incarnation,
             main: Some(video),
             audio,
             variant,
+            ladder: Vec::new(),
+            ladder_expected: 0,
             dateranges,
             closed: false,
         })
@@ -111,9 +126,12 @@ impl Renditions {
 /// The variant's attributes: rfc8216bis §4.4.6.2, BANDWIDTH "MUST be the
 /// largest sum of peak segment bit rates that is produced by any playable
 /// combination of Renditions" (AVERAGE-BANDWIDTH likewise with averages).
-fn variant(
+/// `video` is the variant's own rendition (the source's or a ladder rung's),
+/// `frame` its frame duration; the audio is the source's (`segmenter`).
+pub(super) fn variant(
     video: &Codec,
     snap: &RenditionSnapshot,
+    frame: Option<MediaTime>,
     segmenter: &Segmenter,
     audio: Option<&RenditionSnapshot>,
 ) -> VariantInfo {
@@ -142,7 +160,7 @@ fn variant(
         bandwidth: peak.max(1),
         average_bandwidth: average.max(1),
         resolution,
-        frame_rate: segmenter.frame_duration().map(|f| 1.0 / f.as_secs_f64()),
+        frame_rate: frame.map(|f| 1.0 / f.as_secs_f64()),
         audio_channels,
     }
 }

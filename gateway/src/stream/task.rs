@@ -18,10 +18,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::StreamSnapshot;
 use super::carriage::Carriage;
 use super::hub::{Hub, Publishing};
+use super::ladder::Ladder;
 use super::publishers::{Event, Publishers};
 use super::renditions::Renditions;
 use super::uplink::{self, Role, Uplink, UplinkConfig};
-use crate::media::MediaEvent;
+use crate::media::{MediaEvent, RungSpec};
 
 /// What a stream needs to know from the configuration.
 #[derive(Clone, Debug)]
@@ -32,6 +33,8 @@ pub struct StreamSettings {
     pub video_timeout: Duration,
     pub linger: Duration,
     pub uplink: UplinkConfig,
+    /// ABR ladder rungs by rendition name (`[hls] ladder`).
+    pub ladder: Vec<(String, RungSpec)>,
 }
 
 pub enum Command {
@@ -55,6 +58,8 @@ pub(super) fn spawn(
         main: None,
         audio: None,
         variant: None,
+        ladder: Vec::new(),
+        ladder_expected: 0,
         dateranges: Arc::from([]),
         closed: false,
     }));
@@ -66,6 +71,7 @@ pub(super) fn spawn(
         segmenter: Segmenter::new(settings.segmenter),
         pacer: PartPacer::default(),
         uplink: Uplink::new(settings.uplink),
+        ladder: Ladder::new(&settings.ladder, settings.segmenter),
         settings,
         renditions: Renditions::default(),
         snapshots,
@@ -96,6 +102,8 @@ struct StreamTask {
     /// Spreads parts cut in a burst (see `packager::pacer`).
     pacer: PartPacer,
     renditions: Renditions,
+    /// Transcoded renditions on the segmenter's grid, each paced on its own.
+    ladder: Ladder,
     snapshots: watch::Sender<Arc<StreamSnapshot>>,
     publishers: Publishers,
     /// Which publisher's samples reach the segmenter.
@@ -131,7 +139,10 @@ impl StreamTask {
                     None => pending().await,
                 }
             };
-            let pace_at = self.pacer.poll_timeout();
+            let pace_at = [self.pacer.poll_timeout(), self.ladder.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let paced = async move {
                 match pace_at {
                     Some(at) => sleep_until(at.into()).await,
@@ -162,6 +173,12 @@ impl StreamTask {
                         deadline = Some((Instant::now() + self.settings.reconnect_grace, Deadline::Grace));
                     } else if self.publishers.without_video().is_empty() && matches!(deadline, Some((_, Deadline::Video))) {
                         deadline = None;
+                    }
+                },
+                (rung, event) = self.ladder.next() => {
+                    self.ladder.on_event(rung, event);
+                    if self.release() {
+                        self.publish();
                     }
                 },
                 () = paced => {
@@ -210,6 +227,7 @@ impl StreamTask {
             self.renditions = Renditions::default();
             self.segmenter = Segmenter::new(self.settings.segmenter);
             self.pacer = PartPacer::default();
+            self.ladder = Ladder::new(&self.settings.ladder, self.settings.segmenter);
             self.uplink = Uplink::new(self.settings.uplink);
             self.video = None;
             if let Some(c) = &mut self.carriage {
@@ -236,6 +254,7 @@ impl StreamTask {
         if self.uplink.active().is_none() {
             // Nobody takes over: publish what is open.
             self.segmenter.finish();
+            self.ladder.finish();
         }
         self.feed_segmenter()
     }
@@ -264,18 +283,23 @@ impl StreamTask {
                     if codec.kind() == TrackKind::Video {
                         self.video = Some(codec.clone());
                     }
+                    self.ladder.push_codec(&codec);
                     if let Err(e) = self.segmenter.push_codec(codec) {
                         warn!("codec: {e}");
                     }
                 }
                 uplink::Output::Sample(sample) => {
+                    self.ladder.push_sample(&sample);
                     if let Err(e) = self.segmenter.push_sample(sample) {
                         debug!("sample dropped: {e}");
                     }
                 }
                 // rfc8216bis §4.4.4.3: the new source's timestamps do not
                 // continue the old ones.
-                uplink::Output::Discontinuity => self.segmenter.push_discontinuity(),
+                uplink::Output::Discontinuity => {
+                    self.segmenter.push_discontinuity();
+                    self.ladder.push_discontinuity();
+                }
                 uplink::Output::Switched { from, to, splice } => {
                     let from = from.map_or("none", Role::as_str);
                     info!(%from, %to, ?splice, "uplink switched");
@@ -296,12 +320,18 @@ impl StreamTask {
 
     /// Applies what the pacer lets out now; returns whether anything was.
     fn release(&mut self) -> bool {
+        let now = Instant::now().into_std();
         let mut dirty = false;
-        while let Some(out) = self.pacer.poll_output(Instant::now().into_std()) {
+        while let Some(out) = self.pacer.poll_output(now) {
             self.apply(out);
             dirty = true;
         }
+        let retention = self.settings.retention;
+        let edge = self.renditions.video().and_then(|r| r.snapshot().next_part);
         dirty
+            | self
+                .ladder
+                .release(now, retention, self.carriage.as_ref(), edge)
     }
 
     fn apply(&mut self, mut out: Output) {
@@ -319,6 +349,7 @@ impl StreamTask {
             self.apply(out);
         }
         self.renditions.end();
+        self.ladder.end(self.settings.retention);
         self.publish();
     }
 
@@ -329,13 +360,15 @@ impl StreamTask {
             Some(c) => c.dateranges(self.renditions.window_start()),
             None => Arc::clone(&self.snapshots.borrow().dateranges),
         };
-        if let Some(next) = self.renditions.snapshot(
+        if let Some(mut next) = self.renditions.snapshot(
             &self.name,
             incarnation,
             self.video.as_ref(),
             &self.segmenter,
             dateranges,
         ) {
+            next.ladder = self.ladder.snapshot(&self.segmenter, next.audio.as_deref());
+            next.ladder_expected = self.ladder.expected();
             self.snapshots.send_replace(Arc::new(next));
             // The edge moved: cues due at it are placed for the next parts.
             if let Some(c) = &self.carriage {

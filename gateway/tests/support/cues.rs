@@ -219,9 +219,17 @@ pub struct Carried {
     pub video_part_start: f64,
 }
 
-/// Waits for cue `id` to air, then checks both carriages in both renditions
-/// (and that none of the cues `never` is in the playlists or their parts).
-pub fn check_carried(gw: &Gateway, id: &str, never: &[&str]) -> Carried {
+/// The renditions of "av": the source's video and audio.
+pub const AV: [&str; 2] = ["main", "audio"];
+/// With [`LOW_RUNG`] configured: an ABR ladder rung as well.
+pub const AV_LOW: [&str; 3] = ["main", "audio", "low"];
+/// One small rung (160x120 from the 320x240 source), for `[hls]`.
+pub const LOW_RUNG: &str = "ladder = [{ name = \"low\", height = 120, bitrate_kbps = 100 }]\n";
+
+/// Waits for cue `id` to air, then checks both carriages in every one of
+/// `renditions` (and that none of the cues `never` is in the playlists or
+/// their parts).
+pub fn check_carried(gw: &Gateway, id: &str, never: &[&str], renditions: &[&str]) -> Carried {
     let cue = poll(SOON, Duration::from_millis(100), || {
         let (status, cue) = api(gw, "GET", &format!("/api/v1/streams/av/cues/{id}"), None);
         (status == 200 && cue["aired"] == true).then_some(cue)
@@ -236,12 +244,19 @@ pub fn check_carried(gw: &Gateway, id: &str, never: &[&str]) -> Carried {
 
     let mut lines = Vec::new();
     let mut starts = Vec::new();
-    for rendition in ["main", "audio"] {
+    for &rendition in renditions {
+        // A rung trails the source by its transcoder's delay.
         let text = poll(SOON, Duration::from_millis(100), || {
             let t = playlist(gw, rendition);
-            daterange(&t, id).is_some().then_some(t)
+            let has_part = parts(&t).iter().any(|p| (p.0, p.1) == (msn, index));
+            (daterange(&t, id).is_some() && has_part).then_some(t)
         })
-        .unwrap_or_else(|| gw.fail(&format!("{rendition}: no DATERANGE for {id}")));
+        .unwrap_or_else(|| {
+            gw.fail(&format!(
+                "{rendition}: no DATERANGE or part {msn}.{index} for {id}:\n{}",
+                playlist(gw, rendition)
+            ))
+        });
         let line = daterange(&text, id).unwrap().to_owned();
         assert!(
             line.contains(&format!(
@@ -308,7 +323,10 @@ pub fn check_carried(gw: &Gateway, id: &str, never: &[&str]) -> Carried {
         }
         assert_eq!(carried, 1, "{rendition}: the cue is carried exactly once");
     }
-    assert_eq!(lines[0], lines[1], "the same DATERANGE in both playlists");
+    assert!(
+        lines.iter().all(|l| *l == lines[0]),
+        "the same DATERANGE in every playlist: {lines:?}"
+    );
     Carried {
         msn,
         index,
@@ -317,33 +335,34 @@ pub fn check_carried(gw: &Gateway, id: &str, never: &[&str]) -> Carried {
     }
 }
 
-/// `BASE_CONFIG` with the overlay's store in `data_dir` and stream "av".
-pub fn config(data_dir: &Path) -> String {
+/// `BASE_CONFIG` plus `hls` (lines of its `[hls]` table), with the
+/// overlay's store in `data_dir` and stream "av".
+pub fn config(data_dir: &Path, hls: &str) -> String {
     format!(
-        "{BASE_CONFIG}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
+        "{BASE_CONFIG}{hls}\n[storage]\ndata_dir = {:?}\n\n[streams.av]\n",
         data_dir.to_str().unwrap()
     )
 }
 
 /// A gateway whose stream "av" has the cue API (token from the environment)
-/// and keeps its cues in `data_dir`.
-pub fn start(data_dir: &Path) -> Gateway {
+/// and keeps its cues in `data_dir`; `hls` as in [`config`].
+pub fn start(data_dir: &Path, hls: &str) -> Gateway {
     Gateway::start_with_env(
-        &config(data_dir),
+        &config(data_dir, hls),
         &[("DROPLINE_STREAM_AV_API_TOKEN", TOKEN)],
     )
 }
 
-/// Waits until both media playlists of "av" list parts.
-pub fn wait_both_live(gw: &Gateway) {
+/// Waits until every one of the `renditions` of "av" lists parts.
+pub fn wait_live(gw: &Gateway, renditions: &[&str]) {
     poll(SOON, Duration::from_millis(200), || {
-        let live = ["main", "audio"].iter().all(|r| {
+        let live = renditions.iter().all(|r| {
             let res = gw.get(&format!("/av/{r}/playlist.m3u8"));
             res.status == 200 && !parts(&res.text()).is_empty()
         });
         live.then_some(())
     })
-    .unwrap_or_else(|| gw.fail("both renditions never went live"));
+    .unwrap_or_else(|| gw.fail(&format!("{renditions:?} never all went live")));
 }
 
 /// The wall clock `ahead` from now.

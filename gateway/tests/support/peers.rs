@@ -114,11 +114,12 @@ fn ffmpeg() -> Command {
     c
 }
 
-/// ffmpeg encoding a live H.264 + AAC test pattern with 1 s GOPs; the
-/// caller adds the muxer and the output.
-fn av_encoder() -> Command {
+/// ffmpeg encoding a live H.264 + AAC test pattern of `size` (WxH) with 1 s
+/// GOPs; the caller adds the muxer and the output.
+fn av_encoder(size: &str) -> Command {
     let mut c = ffmpeg();
-    c.args(["-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30"])
+    c.args(["-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=30"))
         .args(["-f", "lavfi", "-i", "sine"])
         .args(["-map", "0:v", "-map", "1:a"])
         .args([
@@ -135,7 +136,12 @@ fn av_encoder() -> Command {
 
 /// The good publisher of the brief: live H.264 + AAC test pattern, 1 s GOPs.
 pub fn publish_av(srt: SocketAddr, streamid: &str, extra: &str) -> Peer {
-    let mut c = av_encoder();
+    publish_av_sized(srt, streamid, extra, "320x240")
+}
+
+/// [`publish_av`] with a picture of `size` (WxH).
+pub fn publish_av_sized(srt: SocketAddr, streamid: &str, extra: &str, size: &str) -> Peer {
+    let mut c = av_encoder(size);
     c.args(["-f", "mpegts"])
         .arg(ffmpeg_url(srt, streamid, extra));
     Peer::spawn(&format!("ffmpeg {streamid}"), c)
@@ -287,7 +293,7 @@ pub fn encoder_to_udp(ports: &[u16]) -> Peer {
         .iter()
         .map(|p| format!("[f=mpegts:onfail=ignore]udp://127.0.0.1:{p}?pkt_size=1316"))
         .collect();
-    let mut c = av_encoder();
+    let mut c = av_encoder("320x240");
     c.args(["-f", "tee"]).arg(outputs.join("|"));
     Peer::spawn("ffmpeg encoder to udp", c)
 }
