@@ -74,9 +74,11 @@ fn assert_aired_on_time(gw: &Gateway, id: &str, at: WallTime) {
         carried.index
     );
     // Placed at the live edge once its time has come: the edge's PDT then
-    // lies within a part or two of it (not at the restart, not never).
+    // trails it by the ingest delay, or the check runs up to a part late
+    // (cue-bench: -318..+148 ms). Placed at the restart instead, it would be
+    // seconds early.
     assert!(
-        error_ms.abs() < 1000.0,
+        error_ms.abs() < 2000.0,
         "{id} placed {error_ms} ms from its time"
     );
 }
