@@ -38,7 +38,7 @@ const ADD_AT_MS = 12_000;
 // (srt-tokio did not advertise NAKREPORT: 25–54 % of data packets were retransmissions, now
 // 4–6 %), every cross-link reorder was NAKed, and a lost packet was NAKed again only after 2, 3, …
 // RTTs. Packets given up per run: 13–225 before; after, 0–17 at 1-min load 3–8 on 2 cores (323
-// at load 18). After the fixes 8 of 11 runs passed, the last 5 in a row (load 3–5); the 3
+// at load 18). After the fixes 10 of 13 runs passed, the last 7 in a row (load 1.6–5); the 3
 // failures (load 6, 8, 18) each had SRT give up 13+ packets. Remove `todo` when that holds up.
 const TODO = 'a few SRT packets per run lost after the 1-s latency (see comment above)';
 
