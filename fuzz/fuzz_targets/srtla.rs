@@ -51,6 +51,7 @@ fuzz_target!(|ops: Vec<Op>| {
             max_links_per_group: MAX_LINKS,
             registration_timeout: Duration::from_secs(10),
             link_timeout: Duration::from_secs(10),
+            reorder_hold: Duration::from_millis(200),
         },
         move |buf: &mut [u8]| {
             counter += 1;

@@ -174,6 +174,9 @@ pub struct SrtlaConfig {
     pub registration_timeout_ms: u64,
     /// A link silent this long is removed; a group goes with its last link.
     pub link_timeout_ms: u64,
+    /// How long SRT data ahead of a gap waits for packets still crossing
+    /// slower links (0: forwarded at once; the SRT listener NAKs every gap).
+    pub reorder_hold_ms: u64,
 }
 
 impl Default for SrtlaConfig {
@@ -184,6 +187,7 @@ impl Default for SrtlaConfig {
             max_links_per_group: 16,
             registration_timeout_ms: 10_000,
             link_timeout_ms: 10_000,
+            reorder_hold_ms: 200,
         }
     }
 }
@@ -288,6 +292,7 @@ impl Config {
                 self.srtla.registration_timeout_ms = num(value).map_err(bad)?;
             }
             "SRTLA_LINK_TIMEOUT_MS" => self.srtla.link_timeout_ms = num(value).map_err(bad)?,
+            "SRTLA_REORDER_HOLD_MS" => self.srtla.reorder_hold_ms = num(value).map_err(bad)?,
             "STORAGE_DATA_DIR" => self.storage.data_dir = PathBuf::from(value),
             "WEBHOOK_SHOPIFY_SECRET" => self.webhooks.shopify_secret = Some(value.to_owned()),
             "WEBHOOK_STRIPE_SECRET" => self.webhooks.stripe_secret = Some(value.to_owned()),
@@ -452,6 +457,7 @@ impl SrtlaConfig {
             max_links_per_group: self.max_links_per_group,
             registration_timeout: Duration::from_millis(self.registration_timeout_ms),
             link_timeout: Duration::from_millis(self.link_timeout_ms),
+            reorder_hold: Duration::from_millis(self.reorder_hold_ms),
         }
     }
 }

@@ -31,12 +31,16 @@ const SAMPLE_FOR_MS = 24_000;
 const KILL_AT_MS = 6_000;
 const ADD_AT_MS = 12_000;
 
-// Runs in `make test` but cannot fail it yet. Since srtla-send detects dead links from its SRTLA
-// ACKs, the packaged media was whole in 7 of 7 runs and the test passed 6 of them (3 in a row
-// first), but one (the 4th) had one hls.js low-buffer stall about 3 s into playback, before the
-// link death, with the media whole: a player/live-edge issue, not yet explained. Remove `todo`
-// once that is understood.
-const TODO = 'rare early hls.js low-buffer stall with whole media (see comment above)';
+// Runs in `make test` but cannot fail it yet: the media is not always whole. The gateway's
+// /api/v1/streams (printed below) shows SRT giving up packets after its 1-s latency; each one is a
+// missing frame, and hls.js stalls at the hole. Fixed so far (third_party/README.md, srtla
+// reorder.rs): ffmpeg's libsrt blindly resent every unacknowledged packet when ACKs paused
+// (srt-tokio did not advertise NAKREPORT: 25–54 % of data packets were retransmissions, now
+// 4–6 %), every cross-link reorder was NAKed, and a lost packet was NAKed again only after 2, 3, …
+// RTTs. Packets given up per run: 13–225 before; after, 0–17 at 1-min load 3–8 on 2 cores (323
+// at load 18). After the fixes 10 of 13 runs passed, the last 7 in a row (load 1.6–5); the 3
+// failures (load 6, 8, 18) each had SRT give up 13+ packets. Remove `todo` when that holds up.
+const TODO = 'a few SRT packets per run lost after the 1-s latency (see comment above)';
 
 after(shutdownAll);
 
@@ -90,6 +94,9 @@ test(
       })();
       const samples = await sampleStats(browser.page, { durationMs: SAMPLE_FOR_MS, check });
       await scenario;
+      // What SRT and the SRTLA receiver counted (lost_packets = given up after the latency).
+      const api = async (p) => JSON.stringify(await (await fetch(`${gateway.httpUrl}/api/v1/${p}`)).json());
+      const gatewayStats = `streams ${await api('streams')}\n  srtla ${await api('srtla')}`;
       const collected = await segments.stop();
       const media = checkMedia(collected, makeTempDir('bonding'));
       const linkStats = await Promise.all(links.map((l) => l.stats()));
@@ -98,6 +105,7 @@ test(
         `bonding: ${collected.segments.length} segments (${media.seconds.toFixed(1)} s, ${media.frames} frames) ` +
           `stalls=${last.stalls} fatal=${last.fatalCount} errors=${last.errorCount}\n  ${linkStats.join('\n  ')}\n` +
           `  link 0 killed at ${new Date(marks.killed).toISOString()}, link 3 added at ${new Date(marks.added).toISOString()}\n` +
+          `  ${gatewayStats}\n` +
           `  segments: ${collected.segments.map((x) => `${x.msn}@${new Date(x.pdt).toISOString().slice(14, 23)}/${x.duration}`).join(' ')}`,
       );
       if (last.errorCount) console.log(`  hls.js errors: ${JSON.stringify(last.errors).slice(0, 1500)}`);

@@ -4,11 +4,12 @@
 //! passphrases and limits apply unchanged.
 //!
 //! `packet` is the wire format, `receiver` the sans-IO group/link state
-//! machine, `stats` its counters, `io` the UDP shell, `api` the JSON view.
+//! machine, `reorder` its per-group reorder buffer, `stats` its counters, `io` the UDP shell, `api` the JSON view.
 //! Protocol source: `shared/notes/srtla.md`.
 
 pub mod api;
 pub mod io;
 pub mod packet;
 pub mod receiver;
+pub mod reorder;
 pub mod stats;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::packet::{
     self, ACK_SNS, GROUP_ID_HALF, GroupId, Packet, REG_ERR, REG_NGP, REG2, REG3, SeqNo, control,
 };
+use super::reorder::ReorderBuffer;
 use super::stats::{GroupStats, LinkCounters, LinkStats, ReceiverCounters, ReceiverStats, ratio};
 
 /// Limits and timeouts (srtla.md §6).
@@ -26,6 +27,9 @@ pub struct ReceiverConfig {
     pub registration_timeout: Duration,
     /// A link silent this long is removed (BB 10 s, IRL 15 s).
     pub link_timeout: Duration,
+    /// How long SRT data that arrived ahead of a gap waits for the gap to
+    /// fill before the listener sees it (`reorder.rs`); zero: no waiting.
+    pub reorder_hold: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -35,6 +39,7 @@ impl Default for ReceiverConfig {
             max_links_per_group: 16,
             registration_timeout: Duration::from_secs(10),
             link_timeout: Duration::from_secs(10),
+            reorder_hold: Duration::from_millis(200),
         }
     }
 }
@@ -118,6 +123,7 @@ struct Group {
     /// SRT data went through the current SRT socket: a session is up.
     srt_data: bool,
     seen: SeenWindow,
+    reorder: ReorderBuffer,
     forwarded_packets: u64,
     forwarded_bytes: u64,
     downstream_packets: u64,
@@ -235,6 +241,10 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
         for key in dead_groups {
             self.remove_group(key);
         }
+        for (&key, g) in &mut self.groups {
+            g.reorder.handle_timeout(now);
+            g.forward_ready(key, &mut self.out);
+        }
     }
 
     /// The next instant `handle_timeout` has work, if any.
@@ -251,6 +261,7 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     .iter()
                     .map(|l| l.last_rx + self.config.link_timeout)
                     .chain(reg)
+                    .chain(g.reorder.poll_timeout())
             })
             .min()
     }
@@ -281,6 +292,7 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     forwarded_packets: g.forwarded_packets,
                     forwarded_bytes: g.forwarded_bytes,
                     downstream_packets: g.downstream_packets,
+                    reorder: g.reorder.counters(),
                     links: g
                         .links
                         .iter()
@@ -423,6 +435,7 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                 srt_open: false,
                 srt_data: false,
                 seen: SeenWindow::default(),
+                reorder: ReorderBuffer::new(self.config.reorder_hold),
                 forwarded_packets: 0,
                 forwarded_bytes: 0,
                 downstream_packets: 0,
@@ -552,7 +565,9 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     return;
                 }
                 g.srt_data = true;
-                g.forward(key, d, &mut self.out);
+                g.reorder
+                    .push(now, sn, retransmitted, Bytes::copy_from_slice(d));
+                g.forward_ready(key, &mut self.out);
             }
             Packet::SrtControl { .. } => {
                 g.last_active = Some(from);
@@ -566,9 +581,10 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
                     g.srt_open = false;
                     g.srt_data = false;
                     g.seen = SeenWindow::default();
+                    g.reorder.reset();
                     self.out.push_back(Transmit::CloseSrt { group: key });
                 }
-                g.forward(key, d, &mut self.out);
+                g.forward(key, Bytes::copy_from_slice(d), &mut self.out);
             }
             // srtla.md §2: REG3/ERR/NGP/NAK/ACK have no meaning towards the
             // receiver, and a datagram < 16 bytes is dropped.
@@ -597,14 +613,21 @@ impl<R: FnMut(&mut [u8]) -> bool> Receiver<R> {
 }
 
 impl Group {
-    fn forward(&mut self, key: GroupKey, d: &[u8], out: &mut VecDeque<Transmit>) {
+    fn forward(&mut self, key: GroupKey, payload: Bytes, out: &mut VecDeque<Transmit>) {
         self.srt_open = true;
         self.forwarded_packets += 1;
-        self.forwarded_bytes += d.len() as u64;
+        self.forwarded_bytes += payload.len() as u64;
         out.push_back(Transmit::Srt {
             group: key,
-            payload: Bytes::copy_from_slice(d),
+            payload,
         });
+    }
+
+    /// Forwards what the reorder buffer released.
+    fn forward_ready(&mut self, key: GroupKey, out: &mut VecDeque<Transmit>) {
+        while let Some(p) = self.reorder.pop_ready() {
+            self.forward(key, p, out);
+        }
     }
 
     /// The last-active link while it is still a link, else the link heard
@@ -1001,6 +1024,29 @@ mod tests {
         // Old SNs far below the window are forwarded (the listener decides).
         let _ = h.send(addr(10), &srt_data(100_000));
         assert_eq!(h.send(addr(10), &srt_data(6)), vec![srt(0, &srt_data(6))]);
+    }
+
+    #[test]
+    fn data_crossing_links_reaches_the_listener_in_order() {
+        let mut h = Harness::new(ReceiverConfig::default());
+        let hold = ReceiverConfig::default().reorder_hold;
+        let _ = h.group(1, addr(1), &[addr(10), addr(11)]);
+        assert_eq!(h.send(addr(10), &srt_data(1)), vec![srt(0, &srt_data(1))]);
+        // 3 overtakes 2 on the faster link: it waits for 2.
+        assert_eq!(h.send(addr(11), &srt_data(3)), vec![]);
+        assert_eq!(h.rx.poll_timeout(), Some(h.now + hold));
+        assert_eq!(
+            h.send(addr(10), &srt_data(2)),
+            vec![srt(0, &srt_data(2)), srt(0, &srt_data(3))]
+        );
+        // 5 waits for 4, which never comes: after `hold` it goes on alone.
+        assert_eq!(h.send(addr(11), &srt_data(5)), vec![]);
+        h.advance(hold - Duration::from_millis(1));
+        assert_eq!(h.drain(), vec![]);
+        h.advance(Duration::from_millis(1));
+        assert_eq!(h.drain(), vec![srt(0, &srt_data(5))]);
+        let r = h.rx.stats(h.now).groups[0].reorder;
+        assert_eq!((r.held, r.absorbed, r.gaps_given_up), (2, 1, 1));
     }
 
     #[test]

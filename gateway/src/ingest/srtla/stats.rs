@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::packet::LinkReport;
+use super::reorder::ReorderCounters;
 
 /// Counters of one link, updated by the receiver core.
 #[derive(Clone, Debug, Default)]
@@ -58,6 +59,8 @@ pub struct GroupStats {
     pub forwarded_bytes: u64,
     /// Datagrams from the SRT listener sent back to the sender.
     pub downstream_packets: u64,
+    /// What the reorder buffer absorbed and gave up.
+    pub reorder: ReorderCounters,
     pub links: Vec<LinkStats>,
 }
 

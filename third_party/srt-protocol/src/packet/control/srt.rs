@@ -267,7 +267,12 @@ bitflags! {
         const PACKET_FILTER = 0x80;
 
         // currently implemented flags
-        const SUPPORTED = Self::TSBPDSND.bits() | Self::TSBPDRCV.bits() | Self::HAICRYPT.bits() | Self::REXMITFLG.bits();
+        // dropline: NAKREPORT added. The receiver does send periodic NAKs
+        // (timers' NAK period, k × RTT per lost packet); without the flag a
+        // libsrt live sender assumes none and, each time no ACK came for
+        // SRTT + 4 × RTTVar, blindly resends every unacknowledged packet
+        // (its FASTREXMIT), which multiplies traffic over slow, jittery links.
+        const SUPPORTED = Self::TSBPDSND.bits() | Self::TSBPDRCV.bits() | Self::HAICRYPT.bits() | Self::NAKREPORT.bits() | Self::REXMITFLG.bits();
     }
 }
 

@@ -27,7 +27,11 @@ impl LostPacket {
         Self {
             data_sequence_number,
             feedback_time,
-            k: 2,
+            // dropline: a lost packet is reported again every RTT while it
+            // can still be released (libsrt's periodic NAK does the same),
+            // not after 2, 3, 4 … RTTs: with RTTs of a few hundred ms that
+            // backoff leaves one retransmission inside a 1-s latency.
+            k: 1,
         }
     }
 }
@@ -335,8 +339,8 @@ impl ReceiveBuffer {
             .range_mut(self.lost_list_index()..)
             .filter_map(|p| p.lost_ready_for_feedback_mut(now, rtt_mean))
             .map(|lost| {
-                // increment k and change feedback time, returning sequence numbers
-                lost.k += 1;
+                // change feedback time, returning sequence numbers (dropline:
+                // k stays 1, see LostPacket::new)
                 lost.feedback_time = now;
                 lost.data_sequence_number
             });
