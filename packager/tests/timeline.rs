@@ -25,10 +25,16 @@ fn avcc() -> Bytes {
 }
 
 fn video_codec() -> Codec {
+    video_sized(320, 240)
+}
+
+/// The same parameter sets under another declared size: the grid depends on
+/// neither.
+fn video_sized(width: u16, height: u16) -> Codec {
     Codec::H264 {
         avcc: avcc(),
-        width: 320,
-        height: 240,
+        width,
+        height,
     }
 }
 
@@ -775,4 +781,100 @@ fn a_probe_whose_only_step_is_a_gap_keeps_target_duration() {
     check(&tl);
     assert_eq!(tl.params.unwrap().part_target, MediaTime(6 * 3003));
     assert!(tl.segments.iter().all(|s| s.2.is_some()));
+}
+
+// An ABR ladder rung is cut by a second segmenter fed the transcoded video:
+// the same frame times and keyframes, other bytes, no audio. The grid (MSNs,
+// part indices, part URI numbers, durations) is a function of media time
+// alone, so the rung's playlist lines up with the source's.
+
+/// (kind, msn or part number, part index, duration) of every video output.
+type LadderGrid = Vec<(&'static str, u64, u32, i64)>;
+
+fn collect_video(seg: &mut Segmenter, grid: &mut LadderGrid) {
+    while let Some(out) = seg.poll_output() {
+        match out {
+            Output::Part {
+                track: TrackKind::Video,
+                open,
+                part,
+                ..
+            } => {
+                if let Some(o) = open {
+                    grid.push(("open", o.msn.0, 0, o.program_date_time.0));
+                }
+                grid.push(("part", part.seq.0, part.index.0, part.duration.0));
+            }
+            Output::SegmentEnd {
+                track: TrackKind::Video,
+                duration,
+            } => grid.push(("end", 0, 0, duration.0)),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_second_segmenter_fed_the_same_frame_times_cuts_the_same_grid() {
+    let cfg = SegmenterConfig {
+        segment_duration: MediaTime::from_millis(1000),
+        part_target: MediaTime::from_millis(200),
+    };
+    let (mut source, mut rung) = (Segmenter::new(cfg), Segmenter::new(cfg));
+    source.push_codec(video_sized(1280, 720)).unwrap();
+    source.push_codec(audio_codec()).unwrap();
+    rung.push_codec(video_sized(640, 360)).unwrap();
+    let (mut a, mut b) = (LadderGrid::new(), LadderGrid::new());
+    // 29.97 fps, a keyframe every 30 frames (not on the 1 s grid), from an
+    // arbitrary origin; audio interleaved 150 ms late as TS muxers send it.
+    let origin = 8_100_123;
+    let frame = 3003;
+    let aac = 1920;
+    let mut next_audio = 0i64;
+    for n in 0..400i64 {
+        let dts = MediaTime(origin + n * frame);
+        let arrival = WallTime(1_700_000_000_000_000 + n * 33_367);
+        while origin + next_audio * aac + 13_500 <= dts.0 {
+            let t = MediaTime(origin + next_audio * aac);
+            source
+                .push_sample(Sample {
+                    track: TrackKind::Audio,
+                    dts: t,
+                    pts: t,
+                    keyframe: true,
+                    data: Bytes::from_static(&[0x21; 300]),
+                    arrival,
+                })
+                .unwrap();
+            next_audio += 1;
+        }
+        let keyframe = n % 30 == 0;
+        let sample = |size: usize| Sample {
+            track: TrackKind::Video,
+            dts,
+            pts: dts,
+            keyframe,
+            data: Bytes::from(vec![0x65; size]),
+            arrival,
+        };
+        source
+            .push_sample(sample(if keyframe { 9000 } else { 1200 }))
+            .unwrap();
+        // The transcoder's output arrives later, in another size.
+        rung.push_sample(sample(if keyframe { 3000 } else { 400 }))
+            .unwrap();
+        collect_video(&mut source, &mut a);
+        collect_video(&mut rung, &mut b);
+    }
+    source.finish();
+    rung.finish();
+    collect_video(&mut source, &mut a);
+    collect_video(&mut rung, &mut b);
+    assert_eq!(
+        source.params(),
+        rung.params(),
+        "TARGETDURATION, PART-TARGET"
+    );
+    assert!(a.iter().filter(|g| g.0 == "end").count() >= 10, "{a:?}");
+    assert_eq!(a, b, "MSNs, part numbers, indices, durations and PDTs");
 }
