@@ -99,7 +99,7 @@ struct StreamTask {
     name: String,
     settings: StreamSettings,
     segmenter: Segmenter,
-    /// Spreads parts cut in a burst (see `packager::pacer`).
+    /// Holds a segment's end back one PART-TARGET after its last part (see `packager::pacer`).
     pacer: PartPacer,
     renditions: Renditions,
     /// Transcoded renditions on the segmenter's grid, each paced on its own.
