@@ -87,17 +87,7 @@ impl Fixture {
 
     fn with_retention(retention: Retention) -> Self {
         let registry = Registry::default();
-        let (tx, rx) = watch::channel(Arc::new(StreamSnapshot {
-            name: "show".into(),
-            incarnation: WallTime(7),
-            main: None,
-            audio: None,
-            variant: None,
-            ladder: Vec::new(),
-            ladder_expected: 0,
-            dateranges: Arc::from([]),
-            closed: false,
-        }));
+        let (tx, rx) = watch::channel(Arc::new(StreamSnapshot::empty("show", WallTime(7))));
         registry.insert("show", rx);
         let app = router(AppState::new(registry, std::env::temp_dir()));
         Self {
@@ -131,8 +121,6 @@ impl Fixture {
 
     fn publish(&self) {
         self.tx.send_replace(Arc::new(StreamSnapshot {
-            name: "show".into(),
-            incarnation: WallTime(7),
             main: Some(Arc::new(self.video.rendition.snapshot().clone())),
             // As in the stream task: the audio rendition exists from its first part.
             audio: self
@@ -148,10 +136,7 @@ impl Fixture {
                 frame_rate: Some(30.0),
                 audio_channels: self.audio.as_ref().map(|_| 2),
             }),
-            ladder: Vec::new(),
-            ladder_expected: 0,
-            dateranges: Arc::from([]),
-            closed: false,
+            ..StreamSnapshot::empty("show", WallTime(7))
         }));
     }
 

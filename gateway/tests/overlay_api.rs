@@ -85,15 +85,8 @@ struct Fixture {
 
 fn snapshot(main: Option<&Rendition>) -> Arc<StreamSnapshot> {
     Arc::new(StreamSnapshot {
-        name: "show".into(),
         main: main.map(|r| Arc::new(r.snapshot().clone())),
-        audio: None,
-        variant: None,
-        ladder: Vec::new(),
-        ladder_expected: 0,
-        dateranges: Arc::from([]),
-        closed: false,
-        incarnation: WallTime(7),
+        ..StreamSnapshot::empty("show", WallTime(7))
     })
 }
 

@@ -89,17 +89,7 @@ mod tests {
     use super::*;
 
     fn snapshot() -> Arc<StreamSnapshot> {
-        Arc::new(StreamSnapshot {
-            name: "show".into(),
-            incarnation: WallTime(1),
-            main: None,
-            audio: None,
-            variant: None,
-            ladder: Vec::new(),
-            ladder_expected: 0,
-            dateranges: Arc::from([]),
-            closed: false,
-        })
+        Arc::new(StreamSnapshot::empty("show", WallTime(1)))
     }
 
     #[test]

@@ -76,6 +76,22 @@ pub struct RungSnapshot {
 }
 
 impl StreamSnapshot {
+    /// A stream that has published nothing yet.
+    #[must_use]
+    pub fn empty(name: &str, incarnation: WallTime) -> Self {
+        Self {
+            name: name.to_owned(),
+            incarnation,
+            main: None,
+            audio: None,
+            variant: None,
+            ladder: Vec::new(),
+            ladder_expected: 0,
+            dateranges: Arc::from([]),
+            closed: false,
+        }
+    }
+
     /// Every rendition published so far, by name: video, audio, ladder rungs.
     pub fn renditions(&self) -> impl Iterator<Item = (&str, &Arc<RenditionSnapshot>)> {
         let video = self.main.iter().map(|r| (VIDEO_RENDITION, r));

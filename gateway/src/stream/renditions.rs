@@ -110,15 +110,11 @@ impl Renditions {
             )
         });
         Some(StreamSnapshot {
-            name: name.to_owned(),
-            incarnation,
             main: Some(video),
             audio,
             variant,
-            ladder: Vec::new(),
-            ladder_expected: 0,
             dateranges,
-            closed: false,
+            ..StreamSnapshot::empty(name, incarnation)
         })
     }
 }

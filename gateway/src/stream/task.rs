@@ -52,17 +52,7 @@ pub(super) fn spawn(
 ) -> (mpsc::Sender<Command>, Arc<Publishing>) {
     let (control_tx, control) = mpsc::channel(4);
     let publishing = Arc::new(Publishing::default());
-    let (snapshots, watch) = watch::channel(Arc::new(StreamSnapshot {
-        name: name.to_owned(),
-        incarnation: wall_now(),
-        main: None,
-        audio: None,
-        variant: None,
-        ladder: Vec::new(),
-        ladder_expected: 0,
-        dateranges: Arc::from([]),
-        closed: false,
-    }));
+    let (snapshots, watch) = watch::channel(Arc::new(StreamSnapshot::empty(name, wall_now())));
     // The previous incarnation of a stream may still linger in the registry.
     hub.registry().remove(name);
     hub.registry().insert(name, watch);
