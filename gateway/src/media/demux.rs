@@ -145,7 +145,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn on_bus_message(&self, msg: &gst::Message) {
+    fn on_bus_message(&self, msg: &gst::Message) {
         use gst::MessageView;
         let element = || {
             msg.src()
@@ -234,14 +234,7 @@ impl Demuxer {
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let shared = Shared::new(stream_name, tx);
 
-        let pipeline = gst::Pipeline::with_name(&format!("demux-{stream_name}"));
-        if let Some(bus) = pipeline.bus() {
-            let sh = Arc::clone(&shared);
-            bus.set_sync_handler(move |_, msg| {
-                sh.on_bus_message(msg);
-                gst::BusSyncReply::Drop
-            });
-        }
+        let pipeline = pipeline(&format!("demux-{stream_name}"), &shared);
         pipeline
             .set_state(gst::State::Playing)
             .map_err(MediaError::StateChange)?;
@@ -403,6 +396,19 @@ fn pes_buffer(pes: Pes) -> gst::Buffer {
         b.set_dts(pes.dts.and_then(ticks_to_clock));
     }
     buf
+}
+
+/// A pipeline whose bus messages (errors, end of stream) go to `shared`.
+pub(super) fn pipeline(name: &str, shared: &Arc<Shared>) -> gst::Pipeline {
+    let pipeline = gst::Pipeline::with_name(name);
+    if let Some(bus) = pipeline.bus() {
+        let sh = Arc::clone(shared);
+        bus.set_sync_handler(move |_, msg| {
+            sh.on_bus_message(msg);
+            gst::BusSyncReply::Drop
+        });
+    }
+    pipeline
 }
 
 /// Timeline ticks to a GStreamer time, truncating as GStreamer does.

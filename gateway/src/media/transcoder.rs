@@ -30,7 +30,9 @@ use gstreamer_app as gst_app;
 use packager::sample::{Codec, Sample, TrackKind};
 use tokio::sync::mpsc;
 
-use super::demux::{APPSRC_MAX_BYTES, EVENT_CAPACITY, Shared, app_sink, stop, ticks_to_clock};
+use super::demux::{
+    APPSRC_MAX_BYTES, EVENT_CAPACITY, Shared, app_sink, pipeline, stop, ticks_to_clock,
+};
 use super::{MediaError, MediaEvent, init, make_element};
 
 /// What a rung is made of.
@@ -88,14 +90,7 @@ impl Transcoder {
         };
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let shared = Shared::new(name, tx);
-        let pipeline = gst::Pipeline::with_name(&format!("rung-{name}"));
-        if let Some(bus) = pipeline.bus() {
-            let sh = Arc::clone(&shared);
-            bus.set_sync_handler(move |_, msg| {
-                sh.on_bus_message(msg);
-                gst::BusSyncReply::Drop
-            });
-        }
+        let pipeline = pipeline(&format!("rung-{name}"), &shared);
         let src = gst_app::AppSrc::builder()
             .caps(
                 &gst::Caps::builder("video/x-h264")
