@@ -892,16 +892,8 @@ async fn gateway_run(
             p.body_bytes = probe.with(|s| s.playlist_bytes)?;
             anyhow::Ok(p)
         };
-        match measured.await {
-            Ok(p) => {
-                eprintln!("{}", row(&p));
-                out.push(p);
-            }
-            // The figures of the phases before stay; the gateway's log says more.
-            Err(e) => {
-                eprintln!("gateway {} N={n}: phase failed: {e:#}", proto.name());
-                break;
-            }
+        if !keep(&mut out, measured.await, Server::Gateway, proto, n) {
+            break;
         }
     }
     probe.stop();
@@ -1031,15 +1023,8 @@ async fn nginx_run(
                 p.body_bytes = probe.with(|s| s.part_bytes)?;
                 anyhow::Ok(p)
             };
-            match measured.await {
-                Ok(p) => {
-                    eprintln!("{}", row(&p));
-                    out.push(p);
-                }
-                Err(e) => {
-                    eprintln!("nginx {} N={n}: phase failed: {e:#}", proto.name());
-                    break;
-                }
+            if !keep(&mut out, measured.await, Server::Nginx, proto, n) {
+                break;
             }
         }
     }
@@ -1099,6 +1084,33 @@ async fn memory_run(args: &Args, src: &Arc<Source>, dir: &Path) -> anyhow::Resul
 }
 
 /// One line of the results table.
+/// Prints and keeps a measured phase; on a failed one says so and returns
+/// `false`: the server's later phases are skipped, the figures of the phases
+/// before stay (the server's log says more).
+fn keep(
+    out: &mut Vec<Phase>,
+    measured: anyhow::Result<Phase>,
+    server: Server,
+    proto: Proto,
+    n: usize,
+) -> bool {
+    match measured {
+        Ok(p) => {
+            eprintln!("{}", row(&p));
+            out.push(p);
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "{} {} N={n}: phase failed: {e:#}",
+                server.name(),
+                proto.name()
+            );
+            false
+        }
+    }
+}
+
 fn row(p: &Phase) -> String {
     let s = p.spread;
     let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v / 1000.0));
