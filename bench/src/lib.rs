@@ -20,3 +20,20 @@ pub mod srtla_sender;
 pub mod stats;
 pub mod sys;
 pub mod ts;
+
+/// Runs a benchmark's `main` future on a two-worker tokio runtime.
+///
+/// # Errors
+/// The runtime cannot start, or the future's own error.
+pub fn run_on_two_workers<F>(main: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?
+        .block_on(main)
+}

@@ -106,12 +106,7 @@ fn wall_us() -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
-    rt.block_on(run(args))
+    bench::run_on_two_workers(run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
