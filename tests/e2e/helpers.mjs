@@ -270,6 +270,25 @@ export async function startGateway({ extraArgs = [], timeoutMs = READY_TIMEOUT_M
 // ffmpeg SRT publisher
 
 /**
+ * Spawns `cmd` with its stderr kept in a tail (and the process stopped by `shutdownAll`), and
+ * tracks how it ended: `exitInfo()` is null while it runs, else `{code, signal}` or `{error}`.
+ */
+function spawnTracked(cmd, args) {
+  const stderr = new Tail(TAIL_LINES);
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
+  let info = null;
+  proc.once('exit', (code, signal) => {
+    info = { code, signal };
+  });
+  proc.once('error', (e) => {
+    info = { error: e.message };
+  });
+  return { proc, stderr, exitInfo: () => info };
+}
+
+/**
  * Publishes a 640x360@30 test pattern (H.264, 1 s GOP, no B-frames) and a 440 Hz tone (AAC) as
  * MPEG-TS over SRT with stream id `publish:NAME`. ffmpeg's `latency` option is in microseconds.
  */
@@ -310,20 +329,10 @@ export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput 
     'mpegts',
     url,
   ];
-  const stderr = new Tail(TAIL_LINES);
-  const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(proc);
-  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
-  let exitInfo = null;
-  proc.once('exit', (code, signal) => {
-    exitInfo = { code, signal };
-  });
-  proc.once('error', (e) => {
-    exitInfo = { error: e.message };
-  });
+  const { proc, stderr, exitInfo } = spawnTracked('ffmpeg', args);
   let stopped = false;
   const describe = () =>
-    `ffmpeg publisher ${url}: ${exitInfo ? `exited ${JSON.stringify(exitInfo)}` : 'running'}\n` +
+    `ffmpeg publisher ${url}: ${exitInfo() ? `exited ${JSON.stringify(exitInfo())}` : 'running'}\n` +
     `${stderr.text() || '    | (no stderr)'}`;
   return {
     proc,
@@ -331,10 +340,10 @@ export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput 
     stderr,
     describe,
     /** null while running, else how it ended */
-    exitInfo: () => exitInfo,
+    exitInfo,
     /** Throws if ffmpeg has exited (for polling loops). */
     check() {
-      if (!stopped && exitInfo) throw new Error(`ffmpeg publisher died: ${describe()}`);
+      if (!stopped && exitInfo()) throw new Error(`ffmpeg publisher died: ${describe()}`);
     },
     async stop() {
       if (stopped) return;
@@ -662,28 +671,18 @@ export async function startNginx({ httpConf, port, timeoutMs = 10_000 }) {
       '',
     ].join('\n'),
   );
-  const stderr = new Tail(TAIL_LINES);
-  const proc = spawn('nginx', ['-p', dir, '-c', conf, '-e', errorLog], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(proc);
-  readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
-  let exitInfo = null;
-  proc.once('exit', (code, signal) => {
-    exitInfo = { code, signal };
-  });
-  proc.once('error', (e) => {
-    exitInfo = { error: e.message };
-  });
+  const { proc, stderr, exitInfo } = spawnTracked('nginx', ['-p', dir, '-c', conf, '-e', errorLog]);
   const readLog = (file) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
   const describe = () => {
     tempDirs.delete(dir); // a failure message points at these files: keep them
     return (
-      `nginx -p ${dir} -c ${conf}: ${exitInfo ? `exited ${JSON.stringify(exitInfo)}` : 'running'}\n` +
+      `nginx -p ${dir} -c ${conf}: ${exitInfo() ? `exited ${JSON.stringify(exitInfo())}` : 'running'}\n` +
       `${stderr.text()}\n  error.log (last lines):\n${readLog(errorLog).split('\n').slice(-20).join('\n')}`
     );
   };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exitInfo) throw new Error(`nginx exited at startup: ${describe()}`);
+    if (exitInfo()) throw new Error(`nginx exited at startup: ${describe()}`);
     const open = await new Promise((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => {
         s.destroy();
@@ -703,7 +702,7 @@ export async function startNginx({ httpConf, port, timeoutMs = 10_000 }) {
     describe,
     accessLog: () => readLog(accessLog),
     check() {
-      if (!stopped && exitInfo) throw new Error(`nginx died: ${describe()}`);
+      if (!stopped && exitInfo()) throw new Error(`nginx died: ${describe()}`);
     },
     async stop() {
       if (stopped) return;
