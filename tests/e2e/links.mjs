@@ -17,6 +17,14 @@ export function binary(envVar, name) {
   return bin;
 }
 
+/** SIGKILLs `proc` and waits for it to exit; a no-op once it has. */
+async function kill(proc) {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((resolve) => proc.once('exit', resolve));
+  proc.kill('SIGKILL');
+  await gone;
+}
+
 /**
  * Starts `impair --listen 127.0.0.1:0 --upstream UPSTREAM ...args` and resolves once it prints
  * `impair ready listen=IP:PORT`. `args` are impair flags, e.g. ['--loss', '0.03', '--delay-ms', '40'].
@@ -28,12 +36,7 @@ export async function startImpair(upstream, args = [], { cleanup } = {}) {
   const proc = spawn(bin, ['--listen', '127.0.0.1:0', '--upstream', upstream, ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGKILL');
-    await gone;
-  };
+  const stop = () => kill(proc);
   cleanup?.add(stop);
   const stderr = [];
   readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
@@ -81,12 +84,7 @@ export async function startSrtlaSend(receiver, links, { cleanup } = {}) {
   const bin = binary('DROPLINE_SRTLA_SEND_BIN', 'srtla-send');
   const args = ['--srtla', receiver, ...links.flatMap((l) => ['--link', l])];
   const proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGKILL');
-    await gone;
-  };
+  const stop = () => kill(proc);
   cleanup?.add(stop);
   const lines = [];
   readline.createInterface({ input: proc.stderr }).on('line', (l) => lines.push(`[stderr] ${l}`));
