@@ -30,6 +30,15 @@ const state = {
   errorCount: 0,
 };
 
+// Buffered ranges per track (s, 3 decimals): why a stall happened (a hole in audio or video).
+function bufferedRanges() {
+  const p = state.player;
+  if (!p) return null;
+  const info = p.getBufferedInfo();
+  const fmt = (ranges) => ranges.map((r) => `${r.start.toFixed(3)}-${r.end.toFixed(3)}`).join(',');
+  return { video: fmt(info.video), audio: fmt(info.audio) };
+}
+
 function note(list, item) {
   list.push(item);
   if (list.length > MAX_KEPT) list.shift();
@@ -55,7 +64,12 @@ video.addEventListener('playing', () => {
 video.addEventListener('waiting', () => {
   if (state.firstPlayingAtMs === null) return;
   state.waitingEvents += 1;
-  note(state.stallLog, { t: Math.round(performance.now() - t0), kind: 'waiting', currentTime: video.currentTime });
+  note(state.stallLog, {
+    t: Math.round(performance.now() - t0),
+    kind: 'waiting',
+    currentTime: video.currentTime,
+    buffered: bufferedRanges(),
+  });
 });
 
 function bufferAheadMs() {
@@ -126,7 +140,12 @@ async function main() {
     state.buffering = ev.buffering;
     if (ev.buffering && state.firstPlayingAtMs !== null) {
       state.bufferingEvents += 1;
-      note(state.stallLog, { t: Math.round(performance.now() - t0), kind: 'buffering', currentTime: video.currentTime });
+      note(state.stallLog, {
+        t: Math.round(performance.now() - t0),
+        kind: 'buffering',
+        currentTime: video.currentTime,
+        buffered: bufferedRanges(),
+      });
     }
   });
   statusEl.textContent = `Shaka ${shaka.Player.version}: loading ${src}`;

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 
 use crate::cmaf::{self, CmafError, FragmentSample, TrackRun, TrackSpec};
+use crate::program_date_time;
 use crate::rendition::{OpenSegment, Part, PlaylistParams};
 use crate::sample::{Codec, Sample, TrackKind};
 use crate::segmenter::Output;
@@ -204,11 +205,8 @@ impl AudioCutter {
                     });
                 }
                 if let Some(first) = frames.first() {
-                    // Rounded down: see "Program date-times" in `segmenter.rs`.
-                    open.program_date_time = open
-                        .program_date_time
-                        .offset(first.dts - open.start)
-                        .floor_to_millis();
+                    open.program_date_time =
+                        program_date_time::audio(open.program_date_time, first.dts - open.start);
                     open.start = first.dts;
                 }
                 self.segment = Some(MediaTime::ZERO);

@@ -11,6 +11,7 @@ pub mod cmaf;
 pub mod directives;
 pub mod pacer;
 pub mod playlist;
+pub mod program_date_time;
 pub mod rendition;
 pub mod sample;
 pub mod segmenter;

@@ -23,13 +23,8 @@
 //!   milliseconds behind the video, and a player holding back PART-HOLD-BACK
 //!   from the video's end would find the audio missing.
 //!
-//! - Program date-times are written in whole milliseconds (rfc8216bis
-//!   §4.4.4.6), video ones rounded up and audio ones (`audio_cutter.rs`)
-//!   rounded down, so an audio segment's PDT never lies later, relative to any
-//!   video segment's, than its media does. hls.js places the audio rendition on
-//!   the video's timeline by that PDT difference; placed even 0.3 ms late, the
-//!   audio part it just buffered still covers the buffer's end, and it stops
-//!   loading audio until the next playlist slide (a stall at the live edge).
+//! - Program date-times: `program_date_time.rs` says how they are rounded so
+//!   that players line the audio rendition up with the video.
 //!
 //! Shape (style.md convention 2): `push_*` in, `poll_output` out.
 
@@ -40,6 +35,7 @@ use bytes::Bytes;
 
 use crate::audio_cutter::{AudioCutter, Cut};
 use crate::cmaf::{self, CmafError, FragmentSample, TrackRun, TrackSpec};
+use crate::program_date_time;
 use crate::rendition::{OpenSegment, Part, PlaylistParams};
 use crate::sample::{Codec, Sample, TrackKind};
 use crate::units::{InitId, MediaTime, Msn, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
@@ -563,7 +559,9 @@ impl Segmenter {
             None => Msn(u64::try_from(slot).unwrap_or(0)),
         };
         self.last_msn = Some(msn);
-        let anchor = *self.anchor.get_or_insert((key.pts, key.arrival));
+        let anchor = *self
+            .anchor
+            .get_or_insert((key.pts, program_date_time::anchor(key.arrival)));
         let pdt = anchor.1.offset(key.pts - anchor.0);
         let announce = OpenSegment {
             msn,
@@ -655,7 +653,7 @@ impl Segmenter {
             track: TrackKind::Video,
             span: span.0..span.1,
             open: open.map(|o| OpenSegment {
-                program_date_time: o.program_date_time.ceil_to_millis(),
+                program_date_time: program_date_time::video(o.program_date_time),
                 ..o
             }),
             part: Part {
