@@ -175,6 +175,21 @@ impl Follow {
     }
 }
 
+/// The stream's `active_uplink` as `GET /api/v1/streams` reports it.
+fn active_uplink(gw: &Gateway) -> String {
+    let list: serde_json::Value = serde_json::from_str(&gw.get("/api/v1/streams").text()).unwrap();
+    let stream = list["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == STREAM)
+        .unwrap_or_else(|| panic!("{STREAM} not listed: {list}"));
+    stream["active_uplink"]
+        .as_str()
+        .unwrap_or("null")
+        .to_owned()
+}
+
 fn attr(attrs: &str, key: &str) -> String {
     attrs
         .split(',')
@@ -238,6 +253,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
     w.watch(&gw, Duration::from_secs(2));
     let during = w.video.last.clone().unwrap();
     assert!(during.progress() > before.progress(), "{}", during.text);
+    assert_eq!(active_uplink(&gw), "backup");
 
     // srt-tokio notices the silent connection after its idle timeout; then a
     // new primary connects and, once steady, gets the stream back.
@@ -268,6 +284,7 @@ fn backup_takes_over_a_dead_primary_and_hands_back_seamlessly() {
     w.watch(&gw, Duration::from_secs(3));
     let after = w.video.last.clone().unwrap();
     assert!(after.progress() > during.progress(), "{}", after.text);
+    assert_eq!(active_uplink(&gw), "primary");
     assert_eq!(after.discontinuity_sequence, 0, "{}", after.text);
     // Every switch after the start was spliced seamlessly.
     let switches = gw.log.lines_with(&["uplink switched"]);

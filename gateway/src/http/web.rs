@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::AppState;
 use crate::ingest::stats::PublisherStats;
+use crate::stream::uplink::Role;
 
 #[derive(Serialize)]
 pub(super) struct StreamList {
@@ -21,6 +22,8 @@ struct StreamEntry {
     url: String,
     /// Media is flowing (a full GOP has been packaged).
     live: bool,
+    /// The uplink being packaged now: `primary`, `backup` or null (none yet).
+    active_uplink: Option<&'static str>,
     /// Connected publishers (primary and backup uplink) and their statistics.
     publishers: Vec<PublisherStats>,
 }
@@ -32,11 +35,13 @@ pub(super) async fn streams(State(state): State<AppState>) -> Json<StreamList> {
         .names()
         .into_iter()
         .map(|name| {
-            let live = state.registry.get(&name).is_some_and(|w| {
+            let (live, active_uplink) = state.registry.get(&name).map_or((false, None), |w| {
                 let s = w.borrow();
-                s.main.as_ref().is_some_and(|m| !m.ended) && !s.closed
+                let live = s.main.as_ref().is_some_and(|m| !m.ended) && !s.closed;
+                (live, s.uplink.map(Role::as_str))
             });
             StreamEntry {
+                active_uplink,
                 url: format!("/{name}/index.m3u8"),
                 publishers: state.registry.publishers(&name),
                 name,

@@ -60,6 +60,8 @@ pub struct StreamSnapshot {
     /// `EXT-X-DATERANGE` lines of the overlay's cues in the playlist window,
     /// written in every media playlist (empty without an overlay).
     pub dateranges: Arc<[String]>,
+    /// The uplink whose media is packaged now (none before the first keyframe).
+    pub uplink: Option<uplink::Role>,
     /// The stream is gone: blocked requests must answer now.
     pub closed: bool,
 }
@@ -88,6 +90,7 @@ impl StreamSnapshot {
             ladder: Vec::new(),
             ladder_expected: 0,
             dateranges: Arc::from([]),
+            uplink: None,
             closed: false,
         }
     }

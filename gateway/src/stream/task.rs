@@ -293,6 +293,8 @@ impl StreamTask {
                 uplink::Output::Switched { from, to, splice } => {
                     let from = from.map_or("none", Role::as_str);
                     info!(%from, %to, ?splice, "uplink switched");
+                    self.snapshots
+                        .send_modify(|s| Arc::make_mut(s).uplink = Some(to));
                 }
             }
         }
@@ -359,6 +361,7 @@ impl StreamTask {
         ) {
             next.ladder = self.ladder.snapshot(&self.segmenter, next.audio.as_deref());
             next.ladder_expected = self.ladder.expected();
+            next.uplink = self.uplink.active();
             self.snapshots.send_replace(Arc::new(next));
             // The edge moved: cues due at it are placed for the next parts.
             if let Some(c) = &self.carriage {
