@@ -14,12 +14,23 @@ pub use statistics::*;
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {}
 
+/// Sessions (handshakes in progress and open connections) at once. A packet
+/// from an unknown address beyond this is ignored: a handshake flood from many
+/// source ports cannot grow memory without bound (dropline patch).
+pub const MAX_SESSIONS: usize = 4096;
+
+/// A handshake not completed within this is forgotten; libsrt callers give up
+/// after 3 s (dropline patch: upstream kept every pending session forever).
+pub const PENDING_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 pub struct MultiplexListener {
     start_time: Instant,
     local_address: SocketAddr,
     settings: ConnInitSettings,
     sessions: HashMap<SessionId, SessionState>,
+    /// When each session in `SessionState::Pending` saw its first packet.
+    pending_since: HashMap<SessionId, Instant>,
     stats: ListenerStatistics,
     stats_timer: Timer,
 }
@@ -31,6 +42,7 @@ impl MultiplexListener {
             local_address,
             settings,
             sessions: Default::default(),
+            pending_since: Default::default(),
             stats: Default::default(),
             stats_timer: Timer::new(now, Duration::from_secs(1)),
         }
@@ -70,11 +82,19 @@ impl MultiplexListener {
         self.stats.rx_packets += 1;
         //self.stats.rx_bytes += packet
         let session_id = SessionId(packet.1);
-        let settings = &self.settings;
-        self.sessions
-            .entry(session_id)
-            .or_insert_with(|| SessionState::new_pending(settings.clone()))
-            .handle_packet(now, session_id, packet)
+        if !self.sessions.contains_key(&session_id) {
+            if self.sessions.len() >= MAX_SESSIONS {
+                self.stats.cx_refused_full += 1;
+                return Action::WaitForInput;
+            }
+            self.sessions
+                .insert(session_id, SessionState::new_pending(self.settings.clone()));
+            self.pending_since.insert(session_id, now);
+        }
+        match self.sessions.get_mut(&session_id) {
+            Some(session) => session.handle_packet(now, session_id, packet),
+            None => Action::WaitForInput,
+        }
     }
 
     fn handle_packet_receive_error(&mut self, now: Instant, error: ReceivePacketError) -> Action {
@@ -102,6 +122,7 @@ impl MultiplexListener {
     }
 
     fn handle_timer(&mut self, now: Instant) -> Action {
+        self.expire_pending(now);
         if self.stats_timer.check_expired(now).is_some() {
             Action::UpdateStatistics(&self.stats)
         } else {
@@ -148,6 +169,24 @@ impl MultiplexListener {
             // TODO: stats? anything else?
             _ => Action::WaitForInput,
         }
+    }
+
+    /// Forgets handshakes still pending after [`PENDING_TIMEOUT`].
+    fn expire_pending(&mut self, now: Instant) {
+        let sessions = &mut self.sessions;
+        let stats = &mut self.stats;
+        self.pending_since.retain(|id, since| {
+            // Settled (open, rejecting, dropping or gone): no longer tracked.
+            if !matches!(sessions.get(id), Some(SessionState::Pending(_))) {
+                return false;
+            }
+            if now.saturating_duration_since(*since) < PENDING_TIMEOUT {
+                return true;
+            }
+            sessions.remove(id);
+            stats.cx_expired += 1;
+            false
+        });
     }
 
     fn handle_close(&mut self) -> Action {

@@ -16,4 +16,8 @@ pub struct ListenerStatistics {
     pub cx_dropped: u64,
     pub cx_rejected: u64,
     pub cx_accepted: u64,
+    /// Handshakes forgotten unfinished after `PENDING_TIMEOUT` (dropline patch).
+    pub cx_expired: u64,
+    /// Packets from new addresses ignored at `MAX_SESSIONS` (dropline patch).
+    pub cx_refused_full: u64,
 }
