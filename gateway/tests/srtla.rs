@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::gateway::{BASE_CONFIG, Gateway};
-use support::peers::{Peer, publish_av};
+use support::peers::{Peer, encoder_to_udp, free_udp_port, publish_av, udp_relay};
 use support::playlist::MediaPlaylist;
 use support::rng::Rng;
 use support::srtla_send::SrtlaSend;
@@ -235,6 +235,66 @@ fn bonded_stream_over_three_links_survives_a_link_swap() {
     );
     let frames = decode_segments(&b.gw, &pl);
     assert!(frames >= 60, "only {frames} frames in the segments");
+}
+
+/// A second bonded uplink as the backup: one encoder's MPEG-TS (tee muxer)
+/// goes through two relays into two `srtla-send`s, each its own SRTLA group,
+/// as `publish:bond` and `publish:bond?role=backup`. The primary's bonding
+/// sender dies (all its modems at once): the backup group's stream takes over
+/// seamlessly, the API says so, and the timeline goes on without a
+/// discontinuity.
+#[test]
+fn a_second_srtla_group_is_a_backup_uplink() {
+    let mut gw = Gateway::start(&format!(
+        "{BASE_CONFIG}\n[srtla]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let receiver = gw.srtla.unwrap();
+    let ports = [free_udp_port(), free_udp_port()];
+    let mut encoder = encoder_to_udp(&ports);
+    let mut senders = [SrtlaSend::start(receiver, 2), SrtlaSend::start(receiver, 2)];
+    for s in &senders {
+        s.wait_line("registered", SOON);
+    }
+    let _primary = udp_relay(senders[0].srt, "publish:bond", ports[0]);
+    let mut backup = udp_relay(senders[1].srt, "publish:bond?role=backup", ports[1]);
+    gw.wait_for_log_line(&["publisher connected", "role=backup"], SOON);
+    gw.wait_live("bond", Duration::from_secs(20));
+    gw.wait_for_log_line(&["uplink switched", "to=primary"], SOON);
+    gw.assert_advancing("bond", 2, SOON);
+    let groups = gw.get("/api/v1/srtla").text();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&groups).unwrap()["groups"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{groups}"
+    );
+
+    let failover = ["uplink switched", "from=primary", "to=backup", "Seamless"];
+    let failovers = gw.log.lines_with(&failover).len();
+    senders[0].kill();
+    let switched = support::poll(SOON, Duration::from_millis(50), || {
+        (gw.log.lines_with(&failover).len() > failovers).then_some(())
+    });
+    if switched.is_none() {
+        gw.fail("no seamless switch to the backup group after the primary's sender died");
+    }
+    let pl = gw.wait_playlist("bond", SOON, "2 segments on the backup", {
+        let from = gw.playlist("bond").unwrap().progress().0;
+        move |p| p.segments.last().is_some_and(|s| s.msn >= from + 2)
+    });
+    assert_eq!(pl.discontinuity_sequence, 0, "{}", pl.text);
+    assert!(pl.segments.iter().all(|s| !s.discontinuity), "{}", pl.text);
+    let streams: serde_json::Value =
+        serde_json::from_str(&gw.get("/api/v1/streams").text()).unwrap();
+    assert_eq!(
+        streams["streams"][0]["active_uplink"], "backup",
+        "{streams}"
+    );
+    encoder.assert_running();
+    backup.assert_running();
+    senders[1].assert_running();
+    gw.assert_healthy();
 }
 
 fn udp() -> UdpSocket {

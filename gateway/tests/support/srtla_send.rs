@@ -97,6 +97,12 @@ impl SrtlaSend {
         }
     }
 
+    /// The whole bonding sender dies: every link goes silent at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     #[track_caller]
     pub fn assert_running(&mut self) {
         if let Ok(Some(s)) = self.child.try_wait() {
