@@ -550,6 +550,10 @@ async fn playlists_are_gzipped_when_accepted_media_is_not() {
     assert_eq!(body, "part103");
     let (_, h, _) = f.get("/show/main/playlist.m3u8").await;
     assert!(h.get(header::CONTENT_ENCODING).is_none());
+    let refused = [(header::ACCEPT_ENCODING, "br, gzip;q=0")];
+    let (_, h, body) = f.get_with("/show/main/playlist.m3u8", &refused).await;
+    assert!(h.get(header::CONTENT_ENCODING).is_none());
+    assert!(body.starts_with("#EXTM3U\n"), "{body}");
 }
 
 #[tokio::test(start_paused = true)]

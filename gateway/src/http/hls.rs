@@ -197,9 +197,15 @@ pub(super) async fn rendition_object(
             let d = directives::parse(query.as_deref().unwrap_or(""))
                 .map_err(|e| HlsError::BadRequest(e.to_string()))?;
             let (body, cache) = media_playlist(&state.playlists, &mut watch, name, &d).await?;
-            Ok(body
-                .validators
-                .apply(&req, playlist_response(body.text, cache)))
+            let res = if accepts_gzip(&req) {
+                let mut res = playlist_response(body.gzip, cache);
+                res.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                res
+            } else {
+                playlist_response(body.text, cache)
+            };
+            Ok(body.validators.apply(&req, res))
         }
         ObjectName::Init(id) => {
             let (snap, r) = rendition(&mut watch, name, Instant::now() + STARTUP_WAIT).await?;
@@ -359,6 +365,32 @@ fn cache_secs(target_duration: u32, blocking: bool) -> String {
     }
 }
 
+/// Whether `Accept-Encoding` lets a gzip body through (RFC 9110 §12.5.3):
+/// `gzip`, `x-gzip` or `*` with a non-zero quality. The cached playlists are
+/// kept gzip-compressed beside their text, so this answer costs no
+/// compression (the compression layer leaves a `Content-Encoding` alone).
+fn accepts_gzip(req: &HeaderMap) -> bool {
+    req.get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let zero = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+                && !zero
+        })
+}
+
 fn playlist_response(body: impl IntoResponse, cache: String) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
@@ -381,4 +413,30 @@ fn media_response(body: Bytes, cache: &'static str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(values: &[&'static str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+        }
+        accepts_gzip(&h)
+    }
+
+    #[test]
+    fn gzip_is_sent_only_when_accepted() {
+        assert!(accepts(&["gzip, deflate, br, zstd"])); // Chromium
+        assert!(accepts(&["br;q=1.0, GZIP;q=0.5"]));
+        assert!(accepts(&["identity", "x-gzip"]));
+        assert!(accepts(&["*;q=0.1"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["br, gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.000, *;q=0"]));
+        assert!(!accepts(&["gzipped"]));
+    }
 }

@@ -5,9 +5,12 @@
 //! and `_HLS_skip` (`_HLS_msn`/`_HLS_part` only decide *when* to answer; the
 //! rendition reports come from the same snapshot). Rendering once per snapshot
 //! instead of once per waiting request keeps the cost of a publication flat in
-//! the number of players (`bench/`, `hls-load`).
+//! the number of players (`bench/`, `hls-load`). The same holds for its gzip
+//! form: browsers accept gzip, and compressing each answer separately cost
+//! about as much as everything else an answer takes.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
@@ -28,6 +31,8 @@ pub struct PlaylistCache {
 #[derive(Clone)]
 pub(super) struct Rendered {
     pub(super) text: Bytes,
+    /// `text` gzip-compressed (`Content-Encoding: gzip`).
+    pub(super) gzip: Bytes,
     pub(super) validators: Validators,
 }
 
@@ -61,6 +66,7 @@ impl PlaylistCache {
         let text = Bytes::from(render());
         let body = Rendered {
             validators: Validators::playlist(&text),
+            gzip: gzip(&text),
             text,
         };
         if let Ok(mut entries) = self.entries.lock() {
@@ -78,6 +84,14 @@ impl PlaylistCache {
         }
         body
     }
+}
+
+/// Compressed at the level tower-http's compression layer uses by default.
+fn gzip(text: &[u8]) -> Bytes {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(text);
+    e.finish().map(Bytes::from).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -106,6 +120,13 @@ mod tests {
         let first = snapshot();
         let full = cache.media_playlist(&first, "main", None, render("full"));
         assert_eq!(&full.text[..], b"full");
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&full.gzip[..]),
+            &mut unzipped,
+        )
+        .unwrap();
+        assert_eq!(unzipped, "full");
         // The same bytes, not a second rendering.
         let again = cache.media_playlist(&first, "main", None, render("other"));
         assert_eq!(again.text.as_ptr(), full.text.as_ptr());
