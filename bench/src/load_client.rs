@@ -3,7 +3,8 @@
 //!
 //! Thousands of these run on one core beside the measurement, so they do no
 //! more than a player must: send the request, read the whole response, and
-//! hand back its status and body.
+//! hand back its status and body. `accept_gzip` makes a client ask for gzip
+//! as browsers do; the body then comes back as sent (compressed).
 
 use std::net::SocketAddr;
 
@@ -20,14 +21,16 @@ pub struct H1Conn {
     addr: SocketAddr,
     stream: Option<TcpStream>,
     buf: BytesMut,
+    accept_gzip: bool,
 }
 
 impl H1Conn {
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn connect(addr: SocketAddr, accept_gzip: bool) -> anyhow::Result<Self> {
         let mut c = Self {
             addr,
             stream: None,
             buf: BytesMut::with_capacity(16 * 1024),
+            accept_gzip,
         };
         c.stream = Some(c.open().await?);
         Ok(c)
@@ -50,7 +53,12 @@ impl H1Conn {
                 self.stream.insert(s)
             }
         };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        let encoding = if self.accept_gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{encoding}\r\n");
         stream.write_all(req.as_bytes()).await.context("send")?;
         self.buf.clear();
         let (status, head_len, body_len, keep_alive) = loop {
@@ -109,11 +117,12 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, usize, usize, bool)>> {
 pub struct H2Conn {
     send: h2::client::SendRequest<Bytes>,
     authority: String,
+    accept_gzip: bool,
 }
 
 impl H2Conn {
     /// Connects and starts the connection's driver task.
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn connect(addr: SocketAddr, accept_gzip: bool) -> anyhow::Result<Self> {
         let tcp = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connect {addr}"))?;
@@ -131,15 +140,18 @@ impl H2Conn {
         Ok(Self {
             send,
             authority: addr.to_string(),
+            accept_gzip,
         })
     }
 
     /// `GET path` on a new stream; returns when the body has been read.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
         let mut send = self.send.clone().ready().await.context("HTTP/2 ready")?;
-        let req = http::Request::get(format!("http://{}{path}", self.authority))
-            .body(())
-            .context("request")?;
+        let mut req = http::Request::get(format!("http://{}{path}", self.authority));
+        if self.accept_gzip {
+            req = req.header(http::header::ACCEPT_ENCODING, "gzip");
+        }
+        let req = req.body(()).context("request")?;
         let (resp, _) = send.send_request(req, true).context("send request")?;
         let resp = resp.await.context("response")?;
         let status = resp.status().as_u16();

@@ -40,7 +40,8 @@ const SRT_LATENCY: Duration = Duration::from_millis(120);
 const USAGE: &str = "\
 usage: hls-load [--clients 1000,10000] [--protocols h1,h2] [--runs gateway,nginx,memory]
                 [--parts N] [--streams-per-connection S] [--warmup-segments W]
-                [--memory-streams K] [--memory-secs T] [--video-kbps R] [--json-out FILE] [--keep]
+                [--memory-streams K] [--memory-secs T] [--video-kbps R] [--accept-gzip]
+                [--json-out FILE] [--keep]
 
   --clients LIST          waiting clients per phase (default 1000,10000)
   --protocols LIST        h1 (one connection per client), h2 (S streams per connection)
@@ -54,6 +55,8 @@ usage: hls-load [--clients 1000,10000] [--protocols h1,h2] [--runs gateway,nginx
   --memory-streams K      streams of the memory run (default 10)
   --memory-secs T         how long each memory run publishes (default 90)
   --video-kbps R          video bit rate of the generated source (default 200)
+  --accept-gzip           clients send Accept-Encoding: gzip, as browsers do (and
+                          inflate each playlist: client CPU, so use it up to ~1k clients)
   --json-out FILE         also write the JSON result line to FILE
   --keep                  keep the temporary directory (logs, nginx files)
 environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
@@ -101,6 +104,7 @@ struct Args {
     memory_streams: usize,
     memory_secs: u64,
     video_kbps: u32,
+    accept_gzip: bool,
     json_out: Option<PathBuf>,
     keep: bool,
 }
@@ -118,6 +122,7 @@ fn parse_args() -> anyhow::Result<Args> {
         memory_streams: 10,
         memory_secs: 90,
         video_kbps: 200,
+        accept_gzip: false,
         json_out: None,
         keep: false,
     };
@@ -170,6 +175,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--memory-secs" => a.memory_secs = value()?.parse().context("--memory-secs")?,
             "--video-kbps" => a.video_kbps = value()?.parse().context("--video-kbps")?,
             "--json-out" => a.json_out = Some(value()?.into()),
+            "--accept-gzip" => a.accept_gzip = true,
             "--keep" => a.keep = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -565,6 +571,7 @@ async fn connect_all(
     proto: Proto,
     clients: usize,
     per_connection: usize,
+    accept_gzip: bool,
 ) -> anyhow::Result<Vec<Conn>> {
     let gate = Arc::new(Semaphore::new(CONNECTING));
     let conns = match proto {
@@ -577,8 +584,8 @@ async fn connect_all(
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await?;
             anyhow::Ok(match proto {
-                Proto::H1 => Conn::H1(H1Conn::connect(addr).await?),
-                Proto::H2 => Conn::H2(H2Conn::connect(addr).await?),
+                Proto::H1 => Conn::H1(H1Conn::connect(addr, accept_gzip).await?),
+                Proto::H2 => Conn::H2(H2Conn::connect(addr, accept_gzip).await?),
             })
         }));
     }
@@ -620,9 +627,8 @@ async fn playlist_client(
         };
         let t = Instant::now();
         let end = match &r {
-            Ok((200, body)) => std::str::from_utf8(body)
-                .ok()
-                .and_then(|text| playlist::parse(text).ok())
+            Ok((200, body)) => inflated(body)
+                .and_then(|text| playlist::parse(&text).ok())
                 .and_then(|pl| pl.parts.last().map(|p| (p.msn, p.index))),
             _ => None,
         };
@@ -649,6 +655,17 @@ async fn playlist_client(
         }
     }
     log
+}
+
+/// A playlist body as text, inflated if it came gzip-compressed.
+fn inflated(body: &[u8]) -> Option<String> {
+    let mut text = String::new();
+    if body.starts_with(&[0x1f, 0x8b]) {
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).ok()?;
+    } else {
+        text.push_str(std::str::from_utf8(body).ok()?);
+    }
+    Some(text)
 }
 
 /// An nginx player: told that a part file exists, it fetches it at once.
@@ -761,7 +778,7 @@ async fn phase(
         Target::Nginx { .. } => (Server::Nginx, "nginx"),
     };
     eprintln!("{label} {}: connecting {clients} clients", proto.name());
-    let conns = connect_all(addr, proto, clients, args.per_connection).await?;
+    let conns = connect_all(addr, proto, clients, args.per_connection, args.accept_gzip).await?;
     let ctl = Control::new();
     let mut tasks = Vec::with_capacity(clients);
     for conn in conns {
@@ -1145,8 +1162,10 @@ fn report(
     println!();
     println!(
         "dropline hls-load: blocked clients on one core (server on core {SERVER_CPU}, clients on \
-         core {CLIENT_CPU}); parts of 200 ms, {} measured per phase; source {mbps:.2} Mb/s",
-        args.parts
+         core {CLIENT_CPU}); parts of 200 ms, {} measured per phase; source {mbps:.2} Mb/s; \
+         clients accept gzip: {}",
+        args.parts,
+        if args.accept_gzip { "yes" } else { "no" }
     );
     println!(
         "delay = answer − the earliest answer to any client (or the probe) for the same playlist \
@@ -1299,6 +1318,7 @@ fn report(
         "bench": "hls-load",
         "parts_per_phase": args.parts,
         "streams_per_connection": args.per_connection,
+        "accept_gzip": args.accept_gzip,
         "source_mbps": (mbps * 100.0).round() / 100.0,
         "phases": rows,
         "memory": mem_json,
