@@ -61,7 +61,7 @@ impl H1Conn {
         let req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{encoding}\r\n");
         stream.write_all(req.as_bytes()).await.context("send")?;
         self.buf.clear();
-        let (status, head_len, body_len, keep_alive) = loop {
+        let (status, head_len, length, keep_alive) = loop {
             if stream.read_buf(&mut self.buf).await.context("read")? == 0 {
                 self.stream = None;
                 bail!("connection closed");
@@ -70,27 +70,38 @@ impl H1Conn {
                 break head;
             }
         };
-        while self.buf.len() < head_len + body_len {
+        let body = loop {
+            let rest = &self.buf[head_len..];
+            let complete = match length {
+                Length::Fixed(n) => (rest.len() >= n).then(|| Bytes::copy_from_slice(&rest[..n])),
+                Length::Chunked => dechunk(rest)?.map(Bytes::from),
+            };
+            if let Some(body) = complete {
+                break body;
+            }
             if stream.read_buf(&mut self.buf).await.context("read body")? == 0 {
                 self.stream = None;
                 bail!("connection closed in the body");
             }
-        }
+        };
         if !keep_alive {
             self.stream = None;
         }
-        let body = self
-            .buf
-            .split()
-            .freeze()
-            .slice(head_len..head_len + body_len);
         Ok((status, body))
     }
 }
 
-/// Status, head length, `Content-Length` and keep-alive of a complete response
+/// How a response body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Length {
+    Fixed(usize),
+    /// `Transfer-Encoding: chunked` (a server compressing on the fly sends this).
+    Chunked,
+}
+
+/// Status, head length, body length and keep-alive of a complete response
 /// head in `buf`, or `None` if more bytes are needed.
-fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, usize, usize, bool)>> {
+fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, usize, Length, bool)>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let httparse::Status::Complete(head_len) = res.parse(buf).context("response head")? else {
@@ -101,15 +112,46 @@ fn parse_head(buf: &[u8]) -> anyhow::Result<Option<(u16, usize, usize, bool)>> {
     let mut keep_alive = true;
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            length = Some(std::str::from_utf8(h.value)?.trim().parse::<usize>()?);
+            length = Some(Length::Fixed(
+                std::str::from_utf8(h.value)?.trim().parse::<usize>()?,
+            ));
         } else if h.name.eq_ignore_ascii_case("connection") {
             keep_alive = !h.value.eq_ignore_ascii_case(b"close");
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            bail!("chunked responses are not supported by this client");
+            ensure!(
+                h.value.eq_ignore_ascii_case(b"chunked"),
+                "transfer coding {:?} is not supported by this client",
+                String::from_utf8_lossy(h.value)
+            );
+            length = Some(Length::Chunked);
         }
     }
     let length = length.context("response without Content-Length")?;
     Ok(Some((status, head_len, length, keep_alive)))
+}
+
+/// The body of a complete chunked message at the start of `buf` (no
+/// trailers), or `None` if more bytes are needed.
+fn dechunk(buf: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    let mut at = 0;
+    loop {
+        let status = httparse::parse_chunk_size(&buf[at..])
+            .map_err(|_| anyhow::anyhow!("bad chunk size line"))?;
+        let httparse::Status::Complete((used, size)) = status else {
+            return Ok(None);
+        };
+        at += used;
+        let size = usize::try_from(size)?;
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&buf[at..at + size]);
+        at += size + 2;
+        if size == 0 {
+            return Ok(Some(body));
+        }
+    }
 }
 
 /// One HTTP/2 connection (h2c, prior knowledge); clone it for more streams.
@@ -191,13 +233,25 @@ mod tests {
         let full = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nServer: x\r\n\r\nhello";
         assert_eq!(parse_head(&full[..20]).unwrap(), None);
         let (status, head, len, keep) = parse_head(full).unwrap().unwrap();
-        assert_eq!((status, len, keep), (200, 5, true));
+        assert_eq!((status, len, keep), (200, Length::Fixed(5), true));
         assert_eq!(&full[head..], b"hello");
         let close = b"HTTP/1.1 503 x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             parse_head(close).unwrap().map(|h| (h.0, h.3)),
             Some((503, false))
         );
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        let chunked = parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(chunked.unwrap().unwrap().2, Length::Chunked);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn dechunks_a_body_in_pieces() {
+        let msg = b"5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\n\r\n";
+        for cut in 0..msg.len() {
+            assert_eq!(dechunk(&msg[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert_eq!(dechunk(msg).unwrap().as_deref(), Some(&b"hello!"[..]));
+        assert!(dechunk(b"zz\r\n").is_err());
     }
 }
