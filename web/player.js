@@ -9,6 +9,8 @@
 // window.droplineStats() returns a plain object for tests (see `stats()` below).
 // window.droplineCues lists the commerce cues the player SDK fired (see `recordCue()` below);
 // window.droplineOverlay is the SDK object attached to the current hls.js instance (for tests).
+// window.droplineSwitchTo(height) switches to the variant of that height with what it loads next
+// (hls.js `nextLevel`, as its ABR does), or back to ABR with `null`; true if found.
 
 const HLS_SCRIPT_CANDIDATES = [
   // Served by the gateway: /vendor/hls.js -> web/node_modules/hls.js/dist/hls.min.js
@@ -376,6 +378,15 @@ function stats() {
   };
 }
 window.droplineStats = stats;
+
+window.droplineSwitchTo = (height) => {
+  const hls = state.hls;
+  if (!hls) return false;
+  const level = height === null ? -1 : hls.levels.findIndex((l) => l.height === height);
+  if (height !== null && level < 0) return false;
+  hls.nextLevel = level;
+  return true;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Commerce cues: product card, stock-stage badge, sold-out banner, offer countdown.

@@ -1,6 +1,8 @@
 // ABR ladder end to end: the gateway, configured with one 180p rung, transcodes ffmpeg's 640x360
 // source; hls.js in headless Chromium, pinned to the rung (`?height=180`), plays it with the
-// source's audio rendition, without stalls, at low latency, with blocking reloads and parts.
+// source's audio rendition, without stalls, at low latency, with blocking reloads and parts. Then
+// hls.js switches up to the source and back down mid-stream, as its ABR would: renditions cut on
+// the same MSN and part boundaries switch without a stall.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +26,8 @@ import {
 
 const STREAM = 'ladder';
 const SAMPLE_FOR_MS = 15_000;
+const SWITCH_WITHIN_MS = 20_000;
+const AFTER_SWITCH_MS = 6_000;
 
 after(shutdownAll);
 
@@ -64,6 +68,29 @@ test('hls.js plays a 180p ladder rung with the source audio', { timeout: 180_000
     assert.equal(last.fatalCount, 0, JSON.stringify(last.errors));
     assert.equal(last.stalls, 0, `no stall expected:\n${describeSamples(samples)}`);
     assert.ok(last.latencyMs < 2_000, `latency ${last.latencyMs} ms`);
+
+    // Up to the source and back down to the rung, each with what hls.js loads next.
+    for (const height of [360, 180]) {
+      const before = await page.evaluate(() => window.droplineStats());
+      assert.ok(await page.evaluate((h) => window.droplineSwitchTo(h), height), `no ${height}p variant`);
+      const deadline = Date.now() + SWITCH_WITHIN_MS;
+      let now = before;
+      while (now.videoHeight !== height && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        now = await page.evaluate(() => window.droplineStats());
+      }
+      assert.equal(now.videoHeight, height, `still ${now.videoHeight}p ${SWITCH_WITHIN_MS} ms after asking for ${height}p`);
+      const after = await sampleStats(page, { durationMs: AFTER_SWITCH_MS, intervalMs: 500, check });
+      const end = after.at(-1);
+      console.log(
+        `ladder: switched to ${height}p in ${SWITCH_WITHIN_MS - (deadline - Date.now())} ms, ` +
+          `latency ${end.latencyMs} ms, stalls ${end.stalls - before.stalls}`,
+      );
+      assert.equal(end.fatalCount, 0, JSON.stringify(end.errors));
+      assert.equal(end.stalls, before.stalls, `no stall at the switch to ${height}p:\n${describeSamples(after)}`);
+      assert.ok(after.every((x) => x.playing), `playing after the switch to ${height}p`);
+    }
+    assert.ok(requests.main?.parts > 0, `source parts after the switch up: ${JSON.stringify(requests)}`);
   } catch (e) {
     if (gateway) e.message += `\n${gateway.describe()}`;
     throw e;
