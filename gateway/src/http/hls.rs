@@ -366,29 +366,35 @@ fn cache_secs(target_duration: u32, blocking: bool) -> String {
 }
 
 /// Whether `Accept-Encoding` lets a gzip body through (RFC 9110 §12.5.3):
-/// `gzip`, `x-gzip` or `*` with a non-zero quality. The cached playlists are
-/// kept gzip-compressed beside their text, so this answer costs no
-/// compression (the compression layer leaves a `Content-Encoding` alone).
+/// `gzip` (or `x-gzip`) with a non-zero quality, or else `*` with one. The
+/// cached playlists are kept gzip-compressed beside their text, so this
+/// answer costs no compression (the compression layer leaves a
+/// `Content-Encoding` alone).
 fn accepts_gzip(req: &HeaderMap) -> bool {
-    req.get_all(header::ACCEPT_ENCODING)
+    let mut explicit = None;
+    let mut any = None;
+    let items = req
+        .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
-            let zero = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .or_else(|| p.strip_prefix("Q="))
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            ["gzip", "x-gzip", "*"]
-                .iter()
-                .any(|c| coding.eq_ignore_ascii_case(c))
-                && !zero
-        })
+        .flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            explicit = Some(!refused);
+        } else if coding == "*" {
+            any = Some(!refused);
+        }
+    }
+    explicit.or(any).unwrap_or(false)
 }
 
 fn playlist_response(body: impl IntoResponse, cache: String) -> Response {
@@ -438,5 +444,7 @@ mod tests {
         assert!(!accepts(&["br, gzip;q=0"]));
         assert!(!accepts(&["gzip; q=0.000, *;q=0"]));
         assert!(!accepts(&["gzipped"]));
+        assert!(!accepts(&["*, gzip;q=0"]));
+        assert!(accepts(&["*;q=0, gzip"]));
     }
 }
