@@ -369,6 +369,26 @@ async fn bad_bodies_get_clear_errors() {
         (StatusCode::CONFLICT, Some("duplicate-id"))
     );
     assert_eq!(f.cue_ids().await, ["drop-7.stage-0", "c1"]);
+    // An Idempotency-Key that is not visible ASCII: 400, once the token is right.
+    for (token, status) in [
+        (TOKEN, StatusCode::BAD_REQUEST),
+        ("wrong", StatusCode::UNAUTHORIZED),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/api/v1/streams/show/cues")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header(
+                "idempotency-key",
+                axum::http::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            )
+            .body(Body::from(r#"{"kind":"custom"}"#))
+            .unwrap();
+        let res = f.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), status);
+    }
+    assert_eq!(f.cue_ids().await, ["drop-7.stage-0", "c1"]);
 }
 
 #[tokio::test]

@@ -191,7 +191,8 @@ fn edge_json(t: Option<&Timeline>) -> Value {
     })
 }
 
-/// Runs a store-touching operation on the blocking pool.
+/// Runs a store-touching operation on the blocking pool: the store's lock may
+/// be held across a commit.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, OpError> + Send + 'static,
 ) -> Result<T, OpError> {
@@ -200,24 +201,37 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or(Err(OpError::Unavailable))
 }
 
+/// Runs `op` for stream `name` on the blocking pool once the request is
+/// authorized for that stream.
+async fn store_op<T: Send + 'static>(
+    overlay: &Overlay,
+    name: String,
+    headers: &HeaderMap,
+    op: impl FnOnce(&Overlay, &str) -> Result<T, OpError> + Send + 'static,
+) -> Result<T, Response> {
+    authorize(overlay, &name, headers)?;
+    let o = overlay.clone();
+    blocking(move || op(&o, &name))
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 async fn create(
     State(overlay): State<Overlay>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(res) = authorize(&overlay, &name, &headers) {
-        return res;
-    }
-    let key = match headers.get("idempotency-key").map(HeaderValue::to_str) {
-        None => None,
-        Some(Ok(k)) => Some(k.to_owned()),
-        Some(Err(_)) => {
-            return OpError::Schedule(ScheduleError::InvalidIdempotencyKey).into_response();
-        }
+    let key = headers
+        .get("idempotency-key")
+        .map(|k| k.to_str().map(str::to_owned));
+    let schedule = move |o: &Overlay, name: &str| {
+        let key = key
+            .transpose()
+            .map_err(|_| OpError::Schedule(ScheduleError::InvalidIdempotencyKey))?;
+        o.schedule(name, key.as_deref(), &body)
     };
-    let o = overlay.clone();
-    match blocking(move || o.schedule(&name, key.as_deref(), &body)).await {
+    match store_op(&overlay, name, &headers, schedule).await {
         Ok(answer) => {
             let status = if answer.replay {
                 StatusCode::OK
@@ -236,7 +250,7 @@ async fn create(
             }
             res
         }
-        Err(e) => e.into_response(),
+        Err(res) => res,
     }
 }
 
@@ -245,18 +259,13 @@ async fn list(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(res) = authorize(&overlay, &name, &headers) {
-        return res;
-    }
-    // The lock may be held across a commit: wait for it off the async workers.
-    let o = overlay.clone();
-    match blocking(move || o.cues(&name, None)).await {
+    match store_op(&overlay, name, &headers, |o, name| o.cues(name, None)).await {
         Ok((cues, t)) => Json(json!({
             "cues": cues.iter().map(|c| view(c, t.as_ref())).collect::<Vec<_>>(),
             "live_edge": edge_json(t.as_ref()),
         }))
         .into_response(),
-        Err(e) => e.into_response(),
+        Err(res) => res,
     }
 }
 
@@ -265,16 +274,16 @@ async fn one(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(res) = authorize(&overlay, &name, &headers) {
-        return res;
-    }
-    let o = overlay.clone();
-    match blocking(move || o.cues(&name, Some(&id))).await {
+    match store_op(&overlay, name, &headers, move |o, name| {
+        o.cues(name, Some(&id))
+    })
+    .await
+    {
         Ok((cues, t)) => match cues.first() {
             Some(c) => Json(view(c, t.as_ref())).into_response(),
             None => OpError::Cancel(CancelError::Unknown).into_response(),
         },
-        Err(e) => e.into_response(),
+        Err(res) => res,
     }
 }
 
@@ -283,13 +292,9 @@ async fn cancel(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(res) = authorize(&overlay, &name, &headers) {
-        return res;
-    }
-    let o = overlay.clone();
-    match blocking(move || o.cancel(&name, &id)).await {
+    match store_op(&overlay, name, &headers, move |o, name| o.cancel(name, &id)).await {
         Ok(cue) => Json(view(&cue, None)).into_response(),
-        Err(e) => e.into_response(),
+        Err(res) => res,
     }
 }
 
