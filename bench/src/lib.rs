@@ -6,6 +6,7 @@
 //! player, HTTP clients, `/proc` readings and latency summaries.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod fmp4;
 pub mod gateway;
 pub mod http1;

@@ -20,7 +20,7 @@ const STREAM_TYPE_H264: u8 = 0x1b;
 const PTS_WRAP: i64 = 1 << 33;
 
 /// How TS packets are grouped into datagrams.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Packing {
     /// A datagram never spans two frames' packet groups: the last datagram of a
     /// frame may be short. This is what ffmpeg's SRT output does

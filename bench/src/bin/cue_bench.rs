@@ -27,6 +27,7 @@ use bench::playlist;
 use bench::source::{self, SourceSpec};
 use bench::stats::Summary;
 use bench::{fmp4, sys};
+use clap::Parser;
 use packager::units::WallTime;
 use serde_json::Value;
 
@@ -36,65 +37,31 @@ const PART_TARGET_MS: i64 = 200;
 const CUES_PATH: &str = "/api/v1/streams/bench/cues";
 const ID3_SCHEME: &str = "https://aomedia.org/emsg/ID3";
 
-const USAGE: &str = "\
-usage: cue-bench [--cues N] [--every-ms I] [--clients C] [--seconds T] [--srt-latency-ms L]
-                 [--keep]
-
-  --cues N            cues of the latency/placement phase (default 60: 20 per anchor kind)
-  --every-ms I        one cue every I ms in that phase (default 400)
-  --clients C         API clients of the throughput phase (default 4)
-  --seconds T         length of the throughput phase (default 10)
-  --srt-latency-ms L  SRT latency of the gateway and the encoder (default 120)
-  --keep              keep the temporary directory (gateway log, cue store)
-environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
-
+/// The commerce overlay's cues, API to player (bench/README.md).
+#[derive(Parser)]
+#[command(
+    name = "cue-bench",
+    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+)]
 struct Args {
+    /// Cues of the latency/placement phase (at least 3: one per anchor kind).
+    #[arg(long, default_value_t = 60)]
     cues: usize,
-    every: Duration,
+    /// One cue every this many ms in that phase.
+    #[arg(long, default_value_t = 400)]
+    every_ms: u64,
+    /// API clients of the throughput phase.
+    #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// Length of the throughput phase, seconds.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// SRT latency of the gateway and the encoder, ms.
+    #[arg(long, default_value_t = 120)]
     srt_latency_ms: u64,
+    /// Keep the temporary directory (gateway log, cue store).
+    #[arg(long)]
     keep: bool,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        cues: 60,
-        every: Duration::from_millis(400),
-        clients: 4,
-        seconds: 10,
-        srt_latency_ms: 120,
-        keep: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--cues" => a.cues = value()?.parse().context("--cues")?,
-            "--every-ms" => {
-                a.every = Duration::from_millis(value()?.parse().context("--every-ms")?)
-            }
-            "--clients" => a.clients = value()?.parse().context("--clients")?,
-            "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
-            "--srt-latency-ms" => {
-                a.srt_latency_ms = value()?.parse().context("--srt-latency-ms")?
-            }
-            "--keep" => a.keep = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    ensure!(
-        a.cues >= 3 && a.clients >= 1 && a.seconds >= 1,
-        "nothing to measure\n{USAGE}"
-    );
-    Ok(a)
 }
 
 /// Microseconds since the epoch: the gateway's PDT clock.
@@ -105,7 +72,11 @@ fn wall_us() -> i64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
+    ensure!(
+        args.cues >= 3 && args.clients >= 1 && args.seconds >= 1,
+        "nothing to measure: --cues ≥ 3, --clients ≥ 1, --seconds ≥ 1"
+    );
     bench::run_on_two_workers(run(args))
 }
 
@@ -371,7 +342,7 @@ fn post_latency_cues(http: SocketAddr, args: &Args) -> anyhow::Result<Vec<Posted
             accepted_us,
             intended_us: intended,
         });
-        std::thread::sleep(args.every);
+        std::thread::sleep(Duration::from_millis(args.every_ms));
     }
     Ok(out)
 }
@@ -524,7 +495,7 @@ fn report(
             ms(phb_us as f64),
             args.srt_latency_ms,
             posted.len(),
-            args.every.as_millis()
+            args.every_ms
         ),
     );
     line(&mut out, Summary::header());

@@ -24,6 +24,7 @@ use bench::source::{self, SourceSpec};
 use bench::stats::Summary;
 use bench::ts::{self, Packing, Source};
 use bench::{publish, sys};
+use clap::{Parser, ValueEnum};
 use tokio::sync::{Semaphore, watch};
 
 const STREAM: &str = "load";
@@ -37,33 +38,11 @@ const PART: Duration = Duration::from_millis(200);
 const CONNECTING: usize = 256;
 const SRT_LATENCY: Duration = Duration::from_millis(120);
 
-const USAGE: &str = "\
-usage: hls-load [--clients 1000,10000] [--protocols h1,h2] [--runs gateway,nginx,memory]
-                [--parts N] [--streams-per-connection S] [--warmup-segments W]
-                [--memory-streams K] [--memory-secs T] [--video-kbps R] [--accept-gzip]
-                [--json-out FILE] [--keep]
-
-  --clients LIST          waiting clients per phase (default 1000,10000)
-  --protocols LIST        h1 (one connection per client), h2 (S streams per connection)
-  --runs LIST             gateway: blocking playlist reloads on the gateway;
-                          nginx: the same parts, written to files, fetched from nginx;
-                          memory: gateway RSS with 1 and K published streams over time
-  --parts N               parts measured per phase (default 50, i.e. 10 s)
-  --streams-per-connection S  HTTP/2 streams per connection (default 100)
-  --warmup-segments W     before the first phase, wait until segment W exists so the
-                          playlist window is full (default 18: 16 kept + 2 evicted)
-  --memory-streams K      streams of the memory run (default 10)
-  --memory-secs T         how long each memory run publishes (default 90)
-  --video-kbps R          video bit rate of the generated source (default 200)
-  --accept-gzip           clients send Accept-Encoding: gzip, as browsers do (and
-                          inflate each playlist: client CPU, so use it up to ~1k clients)
-  --json-out FILE         also write the JSON result line to FILE
-  --keep                  keep the temporary directory (logs, nginx files)
-environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Proto {
+    /// One connection per client.
     H1,
+    /// `--streams-per-connection` streams per connection (h2c, prior knowledge).
     H2,
 }
 
@@ -91,109 +70,84 @@ impl Server {
     }
 }
 
-#[derive(Clone, Debug)]
+/// What a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Run {
+    /// Blocking playlist reloads on the gateway.
+    Gateway,
+    /// The same parts, written to files, fetched from nginx.
+    Nginx,
+    /// Gateway RSS with 1 and K published streams over time.
+    Memory,
+}
+
+/// Many players blocked on one gateway core (bench/README.md).
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "hls-load",
+    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+)]
 struct Args {
+    /// Waiting clients per phase.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000, 10_000])]
     clients: Vec<usize>,
+    /// Protocols, one phase each per client count.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Proto::H1, Proto::H2])]
     protocols: Vec<Proto>,
-    gateway: bool,
-    nginx: bool,
-    memory: bool,
+    /// Runs to do.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Run::Gateway, Run::Nginx, Run::Memory])]
+    runs: Vec<Run>,
+    /// Parts measured per phase (50 = 10 s).
+    #[arg(long, default_value_t = 50)]
     parts: u32,
+    /// HTTP/2 streams per connection.
+    #[arg(
+        long = "streams-per-connection",
+        value_name = "S",
+        default_value_t = 100
+    )]
     per_connection: usize,
+    /// Before the first phase, wait until segment W exists so the playlist window is full
+    /// (16 kept + 2 evicted).
+    #[arg(long, value_name = "W", default_value_t = 18)]
     warmup_segments: u64,
+    /// Streams of the memory run.
+    #[arg(long, value_name = "K", default_value_t = 10)]
     memory_streams: usize,
+    /// How long each memory run publishes, seconds.
+    #[arg(long, value_name = "T", default_value_t = 90)]
     memory_secs: u64,
+    /// Video bit rate of the generated source, kb/s.
+    #[arg(long, default_value_t = 200)]
     video_kbps: u32,
+    /// Clients send Accept-Encoding: gzip, as browsers do (and inflate each playlist: client
+    /// CPU, so use it up to ~1k clients).
+    #[arg(long)]
     accept_gzip: bool,
+    /// Also write the JSON result line to FILE.
+    #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Keep the temporary directory (logs, nginx files).
+    #[arg(long)]
     keep: bool,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        clients: vec![1000, 10_000],
-        protocols: vec![Proto::H1, Proto::H2],
-        gateway: true,
-        nginx: true,
-        memory: true,
-        parts: 50,
-        per_connection: 100,
-        warmup_segments: 18,
-        memory_streams: 10,
-        memory_secs: 90,
-        video_kbps: 200,
-        accept_gzip: false,
-        json_out: None,
-        keep: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--clients" => {
-                a.clients = value()?
-                    .split(',')
-                    .map(|n| n.trim().parse().context("--clients"))
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            "--protocols" => {
-                a.protocols = value()?
-                    .split(',')
-                    .map(|p| match p.trim() {
-                        "h1" => Ok(Proto::H1),
-                        "h2" => Ok(Proto::H2),
-                        other => bail!("--protocols: {other} is not h1 or h2"),
-                    })
-                    .collect::<anyhow::Result<_>>()?;
-            }
-            "--runs" => {
-                let v = value()?;
-                let runs: Vec<&str> = v.split(',').map(str::trim).collect();
-                for r in &runs {
-                    ensure!(
-                        ["gateway", "nginx", "memory"].contains(r),
-                        "--runs: {r} is not gateway, nginx or memory"
-                    );
-                }
-                a.gateway = runs.contains(&"gateway");
-                a.nginx = runs.contains(&"nginx");
-                a.memory = runs.contains(&"memory");
-            }
-            "--parts" => a.parts = value()?.parse().context("--parts")?,
-            "--streams-per-connection" => {
-                a.per_connection = value()?.parse().context("--streams-per-connection")?;
-            }
-            "--warmup-segments" => {
-                a.warmup_segments = value()?.parse().context("--warmup-segments")?;
-            }
-            "--memory-streams" => {
-                a.memory_streams = value()?.parse().context("--memory-streams")?
-            }
-            "--memory-secs" => a.memory_secs = value()?.parse().context("--memory-secs")?,
-            "--video-kbps" => a.video_kbps = value()?.parse().context("--video-kbps")?,
-            "--json-out" => a.json_out = Some(value()?.into()),
-            "--accept-gzip" => a.accept_gzip = true,
-            "--keep" => a.keep = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
+impl Args {
+    fn runs(&self, run: Run) -> bool {
+        self.runs.contains(&run)
     }
-    ensure!(
-        a.clients.iter().all(|n| *n > 0) && a.parts > 0 && a.per_connection > 0,
-        "--clients, --parts and --streams-per-connection must be positive"
-    );
-    ensure!(a.memory_streams >= 2, "--memory-streams must be at least 2");
-    Ok(a)
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
+    ensure!(
+        args.clients.iter().all(|n| *n > 0) && args.parts > 0 && args.per_connection > 0,
+        "--clients, --parts and --streams-per-connection must be positive"
+    );
+    ensure!(
+        args.memory_streams >= 2,
+        "--memory-streams must be at least 2"
+    );
     // Before any thread exists, so that every thread inherits the core.
     sys::pin_self(CLIENT_CPU)?;
     let nofile = sys::raise_nofile()?;
@@ -245,19 +199,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let load_start = sys::load_average();
 
     let mut results = Vec::new();
-    if args.gateway {
+    if args.runs(Run::Gateway) {
         for &proto in &args.protocols {
             let log = dir.path().join(format!("gateway-{}.log", proto.name()));
             let r = gateway_run(&args, &src, proto, &log, ticks).await;
             results.extend(with_log(r, &log)?);
         }
     }
-    if args.nginx {
+    if args.runs(Run::Nginx) {
         let log = dir.path().join("gateway-nginx.log");
         let r = nginx_run(&args, &src, dir.path(), &log, ticks).await;
         results.extend(with_log(r, &log)?);
     }
-    let memory = if args.memory {
+    let memory = if args.runs(Run::Memory) {
         Some(memory_run(&args, &src, dir.path()).await?)
     } else {
         None

@@ -24,7 +24,8 @@ use bench::playlist::{self, PartEntry};
 use bench::source::{self, SourceSpec};
 use bench::stats::Summary;
 use bench::ts::{self, Packing, Source, TICKS_PER_SEC};
-use bench::{publish, sys};
+use bench::{cli, publish, sys};
+use clap::Parser;
 use futures::StreamExt;
 use srt_tokio::SrtListener;
 use tokio::net::UdpSocket;
@@ -37,92 +38,49 @@ const SPARE_SECS: u64 = 10;
 /// Frames sent after the player stops.
 const TAIL_FRAMES: usize = 10;
 
-const USAGE: &str = "\
-usage: part-latency [--parts N] [--srt-latency-ms L] [--warmup-s S] [--packing aligned|fill]
-                    [--preset X264_PRESET] [--no-srt-baseline] [--json-out FILE]
-                    [--csv FILE] [--baseline FILE] [--keep]
-
-  --parts N           parts to measure after the warm-up (default 1000; 100 is a quick check)
-  --srt-latency-ms L  SRT receiver latency, given to the gateway and to the publisher (default 20)
-  --warmup-s S        seconds of media whose parts are not measured (default 5)
-  --packing P         aligned: a frame's last datagram is sent with the frame (ffmpeg-like, default);
-                      fill: always 7 TS packets, a frame's tail leaves with the next frame's head
-  --preset X          x264 preset for the generated source (default veryfast)
-  --no-srt-baseline   do not measure SRT alone (a second srt-tokio connection to this process)
-  --json-out FILE     also write the JSON result line to FILE
-  --csv FILE          write one line per measured part (times in ms from the first datagram)
-  --baseline FILE     a previous --json-out: print this run's ratios to it
-  --keep              keep the temporary directory (source TS, gateway log)
-environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
-
-#[derive(Clone, Debug)]
+/// How late is a part? (bench/README.md)
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "part-latency",
+    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+)]
 struct Args {
+    /// Parts to measure after the warm-up (100 is a quick check).
+    #[arg(long, default_value_t = 1000)]
     parts: usize,
+    /// SRT receiver latency in ms, given to the gateway and to the publisher.
+    #[arg(long = "srt-latency-ms", value_name = "MS", default_value = "20", value_parser = cli::millis)]
     srt_latency: Duration,
+    /// Seconds of media whose parts are not measured.
+    #[arg(long = "warmup-s", value_name = "S", default_value = "5", value_parser = cli::seconds)]
     warmup: Duration,
+    /// aligned: a frame's last datagram is sent with the frame (ffmpeg-like); fill: always 7 TS
+    /// packets, a frame's tail leaves with the next frame's head.
+    #[arg(long, value_enum, default_value_t = Packing::Aligned)]
     packing: Packing,
+    /// x264 preset for the generated source.
+    #[arg(long, default_value = "veryfast")]
     preset: String,
-    srt_baseline: bool,
+    /// Do not measure SRT alone (a second srt-tokio connection to this process).
+    #[arg(long)]
+    no_srt_baseline: bool,
+    /// Also write the JSON result line to FILE.
+    #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
+    /// Write one line per measured part (times in ms from the first datagram).
+    #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
+    /// A previous --json-out: print this run's ratios to it.
+    #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
+    /// Keep the temporary directory (source TS, gateway log).
+    #[arg(long)]
     keep: bool,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        parts: 1000,
-        srt_latency: Duration::from_millis(20),
-        warmup: Duration::from_secs(5),
-        packing: Packing::Aligned,
-        preset: "veryfast".to_owned(),
-        srt_baseline: true,
-        json_out: None,
-        csv: None,
-        baseline: None,
-        keep: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--parts" => a.parts = value()?.parse().context("--parts")?,
-            "--srt-latency-ms" => {
-                a.srt_latency =
-                    Duration::from_millis(value()?.parse().context("--srt-latency-ms")?);
-            }
-            "--warmup-s" => {
-                a.warmup = Duration::from_secs_f64(value()?.parse().context("--warmup-s")?)
-            }
-            "--packing" => {
-                a.packing = match value()?.as_str() {
-                    "aligned" => Packing::Aligned,
-                    "fill" => Packing::Fill,
-                    other => bail!("--packing {other}: aligned or fill"),
-                }
-            }
-            "--preset" => a.preset = value()?,
-            "--no-srt-baseline" => a.srt_baseline = false,
-            "--json-out" => a.json_out = Some(value()?.into()),
-            "--csv" => a.csv = Some(value()?.into()),
-            "--baseline" => a.baseline = Some(value()?.into()),
-            "--keep" => a.keep = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    ensure!(a.parts > 0, "--parts must be at least 1");
-    Ok(a)
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
+    ensure!(args.parts > 0, "--parts must be at least 1");
     bench::run_on_two_workers(run(args))
 }
 
@@ -209,7 +167,7 @@ async fn measure(
     let publisher = call(gw.srt, "publish:bench").await?;
 
     let mut baseline = None;
-    if args.srt_baseline {
+    if !args.no_srt_baseline {
         let udp = UdpSocket::bind("127.0.0.1:0")
             .await
             .context("bind baseline SRT")?;
