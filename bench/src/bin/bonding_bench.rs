@@ -16,89 +16,62 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bench::cli;
 use bench::impair::{LinkState, Options, Relay, RelayConfig, Schedule};
 use bench::probe::{self, Sink};
 use bench::stats::Summary;
+use clap::{Parser, ValueEnum};
 use gateway::config::SrtlaConfig;
 use gateway::ingest::srtla::io::SrtlaIngest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-const USAGE: &str = "\
-usage: bonding-bench [--links N] [--link-kbps R] [--loss P] [--delay-ms D] [--jitter-ms J]
-                     [--srt-latency-ms L] [--seconds S] [--only latency|loss|throughput|recovery]
-                     [--offered-kbps K] [--json-out FILE]
-
-  --links N           impaired links (default 3)
-  --link-kbps R       rate cap of each link (default 2000)
-  --loss P            loss of each link, both directions (default 0.03)
-  --delay-ms D        base one-way delay (default 40)
-  --jitter-ms J       uniform jitter on top, in order (default 110: 40-150 ms)
-  --srt-latency-ms L  SRT latency of caller and listener (default 1000)
-  --seconds S         length of each run (default 20; the sweep's steps last S/2)
-  --offered-kbps K    the recovery run's load (default 70 % of what the surviving links carry)
-  --only PHASE        run one measurement
-  --json-out FILE     also write the JSON result line to FILE
-environment: DROPLINE_SRTLA_SEND_BIN (default: srtla-send next to this binary)";
-
-#[derive(Clone, Debug)]
-struct Args {
-    links: usize,
-    link_kbps: u64,
-    loss: f64,
-    delay_ms: u64,
-    jitter_ms: u64,
-    srt_latency: Duration,
-    seconds: u64,
-    offered_kbps: Option<u64>,
-    only: Option<String>,
-    json_out: Option<PathBuf>,
+/// One measurement of the bonding benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Latency,
+    Loss,
+    Throughput,
+    Recovery,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args {
-        links: 3,
-        link_kbps: 2000,
-        loss: 0.03,
-        delay_ms: 40,
-        jitter_ms: 110,
-        srt_latency: Duration::from_millis(1000),
-        seconds: 20,
-        offered_kbps: None,
-        only: None,
-        json_out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let v = it
-            .next()
-            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--links" => a.links = v.parse().context("--links")?,
-            "--link-kbps" => a.link_kbps = v.parse().context("--link-kbps")?,
-            "--loss" => a.loss = v.parse().context("--loss")?,
-            "--delay-ms" => a.delay_ms = v.parse().context("--delay-ms")?,
-            "--jitter-ms" => a.jitter_ms = v.parse().context("--jitter-ms")?,
-            "--srt-latency-ms" => {
-                a.srt_latency = Duration::from_millis(v.parse().context("--srt-latency-ms")?);
-            }
-            "--seconds" => a.seconds = v.parse().context("--seconds")?,
-            "--offered-kbps" => a.offered_kbps = Some(v.parse().context("--offered-kbps")?),
-            "--only" => a.only = Some(v),
-            "--json-out" => a.json_out = Some(v.into()),
-            other => bail!("unknown argument {other}\n{USAGE}"),
-        }
-    }
-    ensure!(a.links >= 2, "--links must be at least 2 (one is killed)");
-    ensure!(
-        a.link_kbps > 0 && a.seconds >= 4,
-        "--link-kbps > 0, --seconds >= 4"
-    );
-    Ok(a)
+/// What bonding delivers over bad links (bench/README.md).
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "bonding-bench",
+    after_help = "environment: DROPLINE_SRTLA_SEND_BIN (default: srtla-send next to this binary)"
+)]
+struct Args {
+    /// Impaired links (one is killed: at least 2).
+    #[arg(long, default_value_t = 3)]
+    links: usize,
+    /// Rate cap of each link, kb/s.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    link_kbps: u64,
+    /// Loss of each link, both directions.
+    #[arg(long, default_value_t = 0.03)]
+    loss: f64,
+    /// Base one-way delay, ms.
+    #[arg(long, default_value_t = 40)]
+    delay_ms: u64,
+    /// Uniform jitter on top, in order, ms (110: 40-150 ms).
+    #[arg(long, default_value_t = 110)]
+    jitter_ms: u64,
+    /// SRT latency of caller and listener, ms.
+    #[arg(long = "srt-latency-ms", value_name = "MS", default_value = "1000", value_parser = cli::millis)]
+    srt_latency: Duration,
+    /// Length of each run, seconds (the sweep's steps last half of it).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(4..))]
+    seconds: u64,
+    /// The recovery run's load, kb/s (default: 70 % of what the surviving links carry).
+    #[arg(long)]
+    offered_kbps: Option<u64>,
+    /// Run one measurement.
+    #[arg(long, value_enum)]
+    only: Option<Phase>,
+    /// Also write the JSON result line to FILE.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
 }
 
 impl Args {
@@ -112,13 +85,17 @@ impl Args {
         Ok(o)
     }
 
-    fn wants(&self, phase: &str) -> bool {
-        self.only.as_deref().is_none_or(|o| o == phase)
+    fn wants(&self, phase: Phase) -> bool {
+        self.only.is_none_or(|o| o == phase)
     }
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
+    ensure!(
+        args.links >= 2,
+        "--links must be at least 2 (one is killed)"
+    );
     bench::run_on_two_workers(run(args))
 }
 
@@ -144,16 +121,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.delay_ms + args.jitter_ms,
         args.srt_latency.as_millis()
     );
-    if args.wants("latency") {
+    if args.wants(Phase::Latency) {
         json["latency"] = latency(&args).await?;
     }
-    if args.wants("loss") {
+    if args.wants(Phase::Loss) {
         json["loss_repair"] = loss_repair(&args).await?;
     }
-    if args.wants("throughput") {
+    if args.wants(Phase::Throughput) {
         json["throughput"] = throughput(&args).await?;
     }
-    if args.wants("recovery") {
+    if args.wants(Phase::Recovery) {
         json["recovery"] = recovery(&args).await?;
     }
     json["load_1min"] = serde_json::json!([load_start, load()]);
