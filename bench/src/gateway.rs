@@ -16,6 +16,10 @@ pub struct Gateway {
     pub http: SocketAddr,
 }
 
+/// `--help`'s last line for a benchmark that starts the gateway ([`binary`]).
+pub const BIN_HELP: &str =
+    "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)";
+
 /// `DROPLINE_BIN`, or the workspace's `target/release/dropline`.
 #[must_use]
 pub fn binary() -> PathBuf {

@@ -41,7 +41,7 @@ const ID3_SCHEME: &str = "https://aomedia.org/emsg/ID3";
 #[derive(Parser)]
 #[command(
     name = "cue-bench",
-    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+    after_help = gateway::BIN_HELP
 )]
 struct Args {
     /// Cues of the latency/placement phase (at least 3: one per anchor kind).

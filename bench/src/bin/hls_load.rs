@@ -85,7 +85,7 @@ enum Run {
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "hls-load",
-    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+    after_help = gateway::BIN_HELP
 )]
 struct Args {
     /// Waiting clients per phase.

@@ -42,7 +42,7 @@ const TAIL_FRAMES: usize = 10;
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "part-latency",
-    after_help = "environment: DROPLINE_BIN (default: the workspace's target/release/dropline)"
+    after_help = gateway::BIN_HELP
 )]
 struct Args {
     /// Parts to measure after the warm-up (100 is a quick check).
