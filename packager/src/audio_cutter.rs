@@ -21,7 +21,7 @@ use crate::program_date_time;
 use crate::rendition::{OpenSegment, Part, PlaylistParams};
 use crate::sample::{Codec, Sample, TrackKind};
 use crate::segmenter::Output;
-use crate::units::{MediaTime, PartIndex, PartSeq, TS_TIMESCALE, WallTime};
+use crate::units::{MediaTime, PartIndex, PartSeq, TS_TIMESCALE};
 
 /// The only track of the audio rendition's fragments.
 const TRACK_ID: u32 = 1;
@@ -43,10 +43,6 @@ pub(crate) enum Cut {
         index: PartIndex,
         start: MediaTime,
         end: MediaTime,
-        /// The wall-clock time media time `start` stands for (the stream's
-        /// clock anchor); `open`'s PDT is the video's presentation time, which
-        /// lies later by the keyframe's composition offset (B-frames).
-        wall_start: WallTime,
     },
     /// The video segment that the preceding parts belong to is complete.
     SegmentEnd,
@@ -156,11 +152,7 @@ impl AudioCutter {
                 break;
             }
             let Some(Cut::Part {
-                open,
-                seq,
-                index,
-                wall_start,
-                ..
+                open, seq, index, ..
             }) = self.cuts.pop_front()
             else {
                 break;
@@ -213,10 +205,8 @@ impl AudioCutter {
                     });
                 }
                 if let Some(first) = frames.first() {
-                    open.program_date_time = program_date_time::audio(
-                        open.program_date_time,
-                        wall_start.offset(first.dts - start),
-                    );
+                    open.program_date_time =
+                        program_date_time::audio(open.program_date_time, first.dts - open.start);
                     open.start = first.dts;
                 }
                 self.segment = Some(MediaTime::ZERO);

@@ -6,11 +6,6 @@
 //!   down to the millisecond: segments of a GOP length that is a whole number
 //!   of milliseconds (2 s at 24 to 60 fps, NTSC rates included) then have
 //!   exact video PDTs, and audio starting with them gets the same PDT.
-//! - A PDT is the wall time of the segment's first *presentation*: with
-//!   B-frames a video segment presents its keyframe's composition offset
-//!   after it decodes, while audio presents as it decodes, so an audio PDT is
-//!   taken from the stream clock at its first frame, not from the video PDT
-//!   plus a decode-time difference (which put it that offset too late).
 //! - Video PDTs round up and audio PDTs round down, so an audio segment's PDT
 //!   never lies later, relative to any video segment's, than its media does.
 //!   hls.js places the audio rendition on the video's timeline by that PDT
@@ -25,9 +20,7 @@
 //!   right after start-up). Such an audio PDT goes 1 ms earlier, which hls.js
 //!   accepts (above).
 
-#[cfg(test)]
-use crate::units::MediaTime;
-use crate::units::WallTime;
+use crate::units::{MediaTime, WallTime};
 
 /// The wall time a timeline's first keyframe stands for, given its arrival.
 #[must_use]
@@ -41,11 +34,11 @@ pub fn video(start: WallTime) -> WallTime {
     start.ceil_to_millis()
 }
 
-/// The PDT written for an audio segment whose first frame presents at wall
-/// time `audio_start`, cut with the video segment presenting at `video_start`.
+/// The PDT written for an audio segment whose first frame lies `offset` after
+/// the start of the video segment it is cut with (wall time `video_start`).
 #[must_use]
-pub fn audio(video_start: WallTime, audio_start: WallTime) -> WallTime {
-    let pdt = audio_start.floor_to_millis();
+pub fn audio(video_start: WallTime, offset: MediaTime) -> WallTime {
+    let pdt = video_start.offset(offset).floor_to_millis();
     let written_video = video(video_start);
     if (pdt.0 - written_video.0).abs() == 1000 {
         WallTime(pdt.0 - 1000)
@@ -65,11 +58,7 @@ mod tests {
         let v = anchor(WallTime(EPOCH + 417));
         assert_eq!(video(v), v);
         for us in [0, 300, 999] {
-            assert_eq!(
-                audio(v, v.offset(MediaTime(us * 90 / 1000))),
-                v,
-                "{us} µs after"
-            );
+            assert_eq!(audio(v, MediaTime(us * 90 / 1000)), v, "{us} µs after");
         }
     }
 
@@ -78,7 +67,7 @@ mod tests {
         for v_us in [0, 1, 417, 999] {
             let v = WallTime(EPOCH + v_us);
             for ticks in -2000..2000 {
-                let a = audio(v, v.offset(MediaTime(ticks)));
+                let a = audio(v, MediaTime(ticks));
                 let diff = a.0 - video(v).0;
                 assert_ne!(
                     diff.abs(),

@@ -166,8 +166,6 @@ struct SegmentState {
     /// after a gap.
     grid_origin: MediaTime,
     last_dts: Option<MediaTime>,
-    /// The stream's clock anchor: (presentation time, the wall time it stands for).
-    clock: (MediaTime, WallTime),
 }
 
 /// Cuts one stream (one video track, optionally one audio track) into parts.
@@ -589,7 +587,6 @@ impl Segmenter {
             announce: Some(announce),
             grid_origin: key.dts,
             last_dts: None,
-            clock: anchor,
         });
     }
 
@@ -645,14 +642,12 @@ impl Segmenter {
         seg.next_index += 1;
         seg.published = seg.published + duration;
         let open = seg.announce.take();
-        let (anchor_time, anchor_wall) = seg.clock;
         self.audio.push_cut(Cut::Part {
             open: open.clone(),
             seq,
             index: part.index,
             start: span.0,
             end: span.1,
-            wall_start: anchor_wall.offset(span.0 - anchor_time),
         });
         self.held.push_back(Output::Part {
             track: TrackKind::Video,

@@ -57,8 +57,6 @@ struct Source {
     audio_delay: i64,
     /// Microseconds past a whole millisecond the source's clock reads.
     arrival_us: i64,
-    /// Video presents this long after it decodes (B-frames: the reorder delay).
-    composition: i64,
     next_video: u64,
     next_audio: u64,
     origin: i64,
@@ -74,7 +72,6 @@ impl Source {
             audio: true,
             audio_delay: 0,
             arrival_us: 0,
-            composition: 0,
             next_video: 0,
             next_audio: 0,
             origin,
@@ -84,18 +81,18 @@ impl Source {
     fn next(&mut self) -> Sample {
         let vt = self.origin + self.frame * i64::try_from(self.next_video).unwrap();
         let at = self.origin + (AAC_TICKS_90K * self.next_audio as f64).round() as i64;
-        let (track, t, keyframe, composition) = if self.audio && at + self.audio_delay < vt {
+        let (track, t, keyframe) = if self.audio && at + self.audio_delay < vt {
             self.next_audio += 1;
-            (TrackKind::Audio, at, true, 0)
+            (TrackKind::Audio, at, true)
         } else {
             let key = self.next_video.is_multiple_of(self.gop);
             self.next_video += 1;
-            (TrackKind::Video, vt, key, self.composition)
+            (TrackKind::Video, vt, key)
         };
         Sample {
             track,
             dts: MediaTime(t),
-            pts: MediaTime(t + composition),
+            pts: MediaTime(t),
             keyframe,
             data: Bytes::from(vec![0u8; 100]),
             // Arrival in step with media time, from an arbitrary epoch.
@@ -121,18 +118,13 @@ struct Timeline {
     audio: Segments,
     /// Video parts that came out before the audio part of the same number.
     video_ahead: usize,
-    /// The source's video composition offset (`Source::composition`).
-    composition: MediaTime,
 }
 
 fn run(cfg: SegmenterConfig, source: &mut Source, samples: usize) -> Timeline {
     let mut seg = Segmenter::new(cfg);
     seg.push_codec(video_codec()).unwrap();
     seg.push_codec(audio_codec()).unwrap();
-    let mut tl = Timeline {
-        composition: MediaTime(source.composition),
-        ..Timeline::default()
-    };
+    let mut tl = Timeline::default();
     for i in 1..=samples {
         seg.push_sample(source.next()).unwrap();
         drain(&mut seg, &mut tl, i);
@@ -286,8 +278,7 @@ fn check_program_date_times(tl: &Timeline) {
     for (epoch, a_msn, a_start, a_pdt) in epochs(&tl.audio) {
         for &(_, v_msn, v_start, v_pdt) in video.iter().filter(|v| v.0 == epoch) {
             let written = (a_pdt - v_pdt) * 90;
-            // Presentation times: video presents its composition offset after it decodes.
-            let media = (a_start - v_start - tl.composition).0;
+            let media = (a_start - v_start).0;
             assert!(
                 written <= media && media - written < 3 * 90,
                 "audio PDT {a_pdt} ms vs video {v_pdt} ms: {written} ticks apart, media {media}"
@@ -620,7 +611,6 @@ proptest! {
         audio in any::<bool>(),
         audio_delay_ms in -500i64..500,
         arrival_us in 0i64..1000,
-        reorder_frames in 0i64..3,
     ) {
         let fps = 90_000 / frame;
         let gop = (u64::try_from(fps).unwrap() * gop_secs_x4 / 4).max(1);
@@ -629,7 +619,6 @@ proptest! {
         src.audio = audio;
         src.audio_delay = audio_delay_ms * 90;
         src.arrival_us = arrival_us;
-        src.composition = reorder_frames * frame;
         let tl = run(cfg(seg_ms, part_ms), &mut src, 2000);
         check(&tl);
         // Audio starts with the first segment (and, arriving late, may not have
