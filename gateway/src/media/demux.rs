@@ -61,7 +61,7 @@ use super::{MediaError, init, make_element};
 /// (about 10 s of 30 fps video plus its audio).
 pub(super) const EVENT_CAPACITY: usize = 1024;
 /// Bytes each `appsrc` may hold before it drops new input (a stalled pipeline).
-pub(super) const APPSRC_MAX_BYTES: u64 = 8 << 20;
+const APPSRC_MAX_BYTES: u64 = 8 << 20;
 /// How long a demuxer dropped after `finish` may take to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Added to timestamps inside GStreamer, whose times are unsigned: the
@@ -366,14 +366,7 @@ impl Demuxer {
                     .build(),
             ),
         };
-        let src = gst_app::AppSrc::builder()
-            .caps(&src_caps)
-            .format(gst::Format::Time)
-            .is_live(true)
-            .stream_type(gst_app::AppStreamType::Stream)
-            .max_bytes(APPSRC_MAX_BYTES)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .build();
+        let src = live_app_src(&src_caps);
         let filter = make_element("capsfilter")?;
         filter.set_property("caps", &out_caps);
         let sink = app_sink(kind, Arc::clone(&self.shared));
@@ -451,6 +444,19 @@ impl Drop for Demuxer {
         }
         stop(&self.pipeline);
     }
+}
+
+/// A live source of timestamped input that drops new input once
+/// [`APPSRC_MAX_BYTES`] wait (a stalled pipeline), never blocking the feeder.
+pub(super) fn live_app_src(caps: &gst::Caps) -> gst_app::AppSrc {
+    gst_app::AppSrc::builder()
+        .caps(caps)
+        .format(gst::Format::Time)
+        .is_live(true)
+        .stream_type(gst_app::AppStreamType::Stream)
+        .max_bytes(APPSRC_MAX_BYTES)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
+        .build()
 }
 
 pub(super) fn app_sink(kind: TrackKind, shared: Arc<Shared>) -> gst_app::AppSink {

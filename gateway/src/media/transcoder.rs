@@ -31,7 +31,7 @@ use packager::sample::{Codec, Sample, TrackKind};
 use tokio::sync::mpsc;
 
 use super::demux::{
-    APPSRC_MAX_BYTES, EVENT_CAPACITY, Shared, app_sink, pipeline, stop, ticks_to_clock,
+    EVENT_CAPACITY, Shared, app_sink, live_app_src, pipeline, stop, ticks_to_clock,
 };
 use super::{MediaError, MediaEvent, init, make_element};
 
@@ -91,20 +91,13 @@ impl Transcoder {
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let shared = Shared::new(name, tx);
         let pipeline = pipeline(&format!("rung-{name}"), &shared);
-        let src = gst_app::AppSrc::builder()
-            .caps(
-                &gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "avc")
-                    .field("alignment", "au")
-                    .field("codec_data", gst::Buffer::from_slice(avcc.clone()))
-                    .build(),
-            )
-            .format(gst::Format::Time)
-            .is_live(true)
-            .stream_type(gst_app::AppStreamType::Stream)
-            .max_bytes(APPSRC_MAX_BYTES)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .build();
+        let src = live_app_src(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .field("codec_data", gst::Buffer::from_slice(avcc.clone()))
+                .build(),
+        );
         let parse = make_element("h264parse")?;
         let decode = make_element("avdec_h264")?;
         let scale = make_element("videoscale")?;
