@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
-use gateway::http::{AppState, router_with};
+use gateway::http::{AppState, router_with, server};
 use gateway::ingest::srt::SrtIngest;
 use gateway::ingest::srtla;
 use gateway::media::{RungSpec, TestSource};
@@ -168,25 +168,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let api = overlay.map_or_else(axum::Router::new, gateway::overlay::api::router);
-    let app = router_with(AppState::new(registry, cfg.http.web_root.clone()), api)
-        .merge(srtla::api::router(srtla_stats));
+    let state = AppState::new(registry, cfg.http.web_root.clone());
+    let app = router_with(state.clone(), api).merge(srtla::api::router(srtla_stats));
     let mut ready = format!("dropline ready srt={srt_addr} http={http_addr}");
     let https_task = match https {
         Some((listener, tls)) => {
             let addr = listener.local_addr()?;
             ready.push_str(&format!(" https={addr}"));
             info!(https_addr = %addr, "listening");
-            let serve = gateway::http::tls::serve(listener, tls, app.clone(), shutdown.clone());
+            let serve = server::serve(
+                listener,
+                Some(tls),
+                state.clone(),
+                app.clone(),
+                shutdown.clone(),
+            );
             Some(tokio::spawn(serve))
         }
         None => None,
     };
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
+    let http_task = tokio::spawn(server::serve(http, None, state, app, shutdown.clone()));
     let srt_task = tokio::spawn(srt.run(shutdown.clone()));
     if let Some(s) = srtla {
         ready.push_str(&format!(" srtla={}", s.local_addr()));

@@ -1,6 +1,8 @@
 //! The HTTP origin without sockets: requests go through `tower::ServiceExt::oneshot`
 //! against a registry whose stream snapshots the test publishes by hand, on
-//! paused (virtual) time.
+//! paused (virtual) time. Every request is also sent as HTTP/1.1 bytes over an
+//! in-memory pipe to `server::serve_connection` (the HLS fast path, and hyper
+//! for the rest), and both answers must be the same.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
 
 use std::io::Read;
@@ -10,12 +12,14 @@ use std::time::Duration;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
-use gateway::http::{AppState, router};
+use gateway::http::{AppState, router, server};
 use gateway::stream::registry::Registry;
 use gateway::stream::{StreamSnapshot, VariantInfo};
 use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
 use packager::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// One rendition fed by hand: 0.5 s parts, four to a segment, from MSN 10
@@ -29,6 +33,7 @@ struct Track {
 
 struct Fixture {
     app: axum::Router,
+    state: AppState,
     tx: watch::Sender<Arc<StreamSnapshot>>,
     video: Track,
     audio: Option<Track>,
@@ -89,9 +94,10 @@ impl Fixture {
         let registry = Registry::default();
         let (tx, rx) = watch::channel(Arc::new(StreamSnapshot::empty("show", WallTime(7))));
         registry.insert("show", rx);
-        let app = router(AppState::new(registry, std::env::temp_dir()));
+        let state = AppState::new(registry, std::env::temp_dir());
         Self {
-            app,
+            app: router(state.clone()),
+            state,
             tx,
             video: Track::new(retention, b"INIT"),
             audio: None,
@@ -147,6 +153,8 @@ impl Fixture {
         self.get_with(uri, &[])
     }
 
+    /// GET `uri` through the router and over HTTP/1.1; the two answers must
+    /// agree. Gzip bodies come back inflated.
     fn get_with(
         &self,
         uri: &str,
@@ -157,12 +165,18 @@ impl Fixture {
             req = req.header(name, *value);
         }
         let req = req.body(Body::empty()).unwrap();
+        let over_h1 = self.get_h1(&req);
         let app = self.app.clone();
+        let uri = uri.to_owned();
         async move {
-            let res = app.oneshot(req).await.unwrap();
-            let status = res.status();
-            let headers = res.headers().clone();
-            let body = to_bytes(res.into_body(), 1 << 20).await.unwrap();
+            let routed = async {
+                let res = app.oneshot(req).await.unwrap();
+                let (parts, body) = res.into_parts();
+                (parts, to_bytes(body, 1 << 20).await.unwrap())
+            };
+            let ((parts, body), h1) = tokio::join!(routed, over_h1);
+            assert_eq!(comparable(parts.status, &parts.headers, &body), h1, "{uri}");
+            let (status, headers) = (parts.status, parts.headers);
             let gzip = headers
                 .get(header::CONTENT_ENCODING)
                 .is_some_and(|v| v == "gzip");
@@ -178,6 +192,61 @@ impl Fixture {
             (status, headers, body)
         }
     }
+
+    /// `req` written as HTTP/1.1 to a new connection of `server::serve_connection`;
+    /// its answer as `comparable` makes it.
+    fn get_h1(&self, req: &Request<Body>) -> impl Future<Output = Answer> + use<> {
+        let mut raw = format!("GET {} HTTP/1.1\r\nhost: origin.test\r\n", req.uri());
+        for (name, value) in req.headers() {
+            raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+        }
+        raw.push_str("connection: close\r\n\r\n");
+        let (mut client, conn) = tokio::io::duplex(1 << 16);
+        let (state, app) = (self.state.clone(), self.app.clone());
+        tokio::spawn(server::serve_connection(
+            conn,
+            true,
+            state,
+            app,
+            CancellationToken::new(),
+        ));
+        async move {
+            client.write_all(raw.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            let mut fields = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut fields);
+            let httparse::Status::Complete(len) = res.parse(&answer).unwrap() else {
+                panic!("incomplete answer: {}", String::from_utf8_lossy(&answer));
+            };
+            let mut headers = axum::http::HeaderMap::new();
+            for f in &*res.headers {
+                let name = header::HeaderName::from_bytes(f.name.as_bytes()).unwrap();
+                headers.append(name, f.value.try_into().unwrap());
+            }
+            let body = &answer[len..];
+            if let Some(length) = headers.get(header::CONTENT_LENGTH) {
+                assert_eq!(length.to_str().unwrap(), body.len().to_string());
+            }
+            assert!(headers.contains_key(header::DATE));
+            let status = StatusCode::from_u16(res.code.unwrap()).unwrap();
+            comparable(status, &headers, body)
+        }
+    }
+}
+
+/// Status, headers (sorted; without those the transport adds) and body.
+type Answer = (StatusCode, Vec<(String, String)>, Vec<u8>);
+
+fn comparable(status: StatusCode, headers: &axum::http::HeaderMap, body: &[u8]) -> Answer {
+    let transport = [header::DATE, header::CONTENT_LENGTH, header::CONNECTION];
+    let mut fields: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !transport.contains(name))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+        .collect();
+    fields.sort();
+    (status, fields, body.to_vec())
 }
 
 #[tokio::test(start_paused = true)]
@@ -663,4 +732,138 @@ async fn player_sdk_is_served_as_a_javascript_module() {
         "{h:?}"
     );
     assert!(body.contains("export function attachOverlay("), "{body}");
+}
+
+/// Reads one HTTP/1.1 answer from `conn`: its status, the head as text and
+/// the body (by Content-Length; none for a 304 or when `head_only`).
+async fn read_answer(
+    conn: &mut tokio::io::DuplexStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> (u16, String, Vec<u8>) {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 32];
+        let mut res = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(len) = res.parse(buf).unwrap() {
+            let code = res.code.unwrap();
+            let length = res
+                .headers
+                .iter()
+                .find(|f| f.name.eq_ignore_ascii_case("content-length"))
+                .map_or(0, |f| {
+                    std::str::from_utf8(f.value).unwrap().parse().unwrap()
+                });
+            let length = if head_only || code == 304 { 0 } else { length };
+            while buf.len() < len + length {
+                assert_ne!(conn.read_buf(buf).await.unwrap(), 0, "closed mid-body");
+            }
+            let head = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let body = buf[len..len + length].to_vec();
+            buf.drain(..len + length);
+            return (code, head, body);
+        }
+        assert_ne!(conn.read_buf(buf).await.unwrap(), 0, "closed mid-head");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn http1_connections_keep_alive_pipeline_and_hand_over_to_hyper() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    let (mut client, conn) = tokio::io::duplex(1 << 16);
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(server::serve_connection(
+        conn,
+        true,
+        f.state.clone(),
+        f.app.clone(),
+        shutdown.clone(),
+    ));
+    let mut buf = Vec::new();
+    // Pipelined: answered in order, on the fast path.
+    client
+        .write_all(
+            b"GET /show/main/part103.m4s HTTP/1.1\r\nhost: o\r\n\r\n\
+              HEAD /show/main/part104.m4s HTTP/1.1\r\nhost: o\r\n\r\n\
+              GET /show/main/playlist.m3u8?_HLS_msn=11&_HLS_part=3 HTTP/1.1\r\nhost: o\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (code, _, body) = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((code, &body[..]), (200, &b"part103"[..]));
+    let (code, head, body) = read_answer(&mut client, &mut buf, true).await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-length: 7\r\n"), "{head}");
+    assert!(body.is_empty());
+    // The blocking reload waits for its part, on the same connection.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    f.push_part();
+    f.push_part();
+    let (code, _, body) = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(code, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("URI=\"part107.m4s\""), "{body}");
+    // Another route: the connection goes on with hyper, the bytes read so far
+    // included.
+    client
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nhost: o\r\n\r\nGET /show/main/part105.m4s HTTP/1.1\r\n",
+        )
+        .await
+        .unwrap();
+    let (code, _, body) = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((code, &body[..]), (200, &b"ok\n"[..]));
+    client.write_all(b"host: o\r\n\r\n").await.unwrap();
+    let (code, _, body) = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!((code, &body[..]), (200, &b"part105"[..]));
+    // At shutdown an idle connection closes.
+    shutdown.cancel();
+    served.await.unwrap();
+    assert_eq!(client.read_buf(&mut buf).await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_fast_path_connection_closes_at_shutdown_and_on_close() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    let (mut client, conn) = tokio::io::duplex(1 << 16);
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(server::serve_connection(
+        conn,
+        true,
+        f.state.clone(),
+        f.app.clone(),
+        shutdown.clone(),
+    ));
+    let mut buf = Vec::new();
+    client
+        .write_all(b"GET /show/main/init0.mp4 HTTP/1.1\r\nhost: o\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_answer(&mut client, &mut buf, false).await.0, 200);
+    shutdown.cancel();
+    served.await.unwrap();
+    assert_eq!(client.read_buf(&mut buf).await.unwrap(), 0);
+
+    let (mut client, conn) = tokio::io::duplex(1 << 16);
+    let served = tokio::spawn(server::serve_connection(
+        conn,
+        true,
+        f.state.clone(),
+        f.app.clone(),
+        CancellationToken::new(),
+    ));
+    client
+        .write_all(b"GET /show/main/init0.mp4 HTTP/1.1\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, head, _) = read_answer(&mut client, &mut buf, false).await;
+    assert_eq!(code, 200);
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    served.await.unwrap();
+    assert_eq!(client.read_buf(&mut buf).await.unwrap(), 0);
 }

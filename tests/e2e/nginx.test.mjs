@@ -56,7 +56,7 @@ function liveEdge(text) {
   return { msn: seq + complete, parts };
 }
 
-/** Requests the gateway logged (tower_http at debug) for exactly `pathAndQuery`. */
+/** Requests the gateway logged (at debug: tower_http, or its HTTP/1.1 fast path) for exactly `pathAndQuery`. */
 function originRequests(logFile, pathAndQuery) {
   const needle = ` uri=${pathAndQuery} `;
   return readFileSync(logFile, 'utf8')
@@ -80,8 +80,9 @@ test(
     let nginx;
     let browser;
     try {
-      // Debug request lines from tower_http count what reaches the origin.
-      await live.start(cleanup, { env: { RUST_LOG: 'info,tower_http=debug', NO_COLOR: '1' } });
+      // Debug request lines count what reaches the origin.
+      const log = 'info,tower_http=debug,gateway::http=debug';
+      await live.start(cleanup, { env: { RUST_LOG: log, NO_COLOR: '1' } });
       const { gateway } = live;
       const port = await freePort();
       const conf = edgeConfig({ origin: gateway.http.hostPort, port, cacheDir: makeTempDir('nginx-cache') });

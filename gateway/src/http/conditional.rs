@@ -16,8 +16,10 @@ use std::hash::{DefaultHasher, Hasher};
 use std::time::SystemTime;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use packager::units::WallTime;
+
+use super::hls::Answer;
 
 /// What a response says about its version.
 #[derive(Clone)]
@@ -57,7 +59,7 @@ impl Validators {
     /// Adds the validators to `res` (a 200 response) and, when the request's
     /// preconditions say the client already holds this version, turns it into
     /// a 304 that keeps the headers a cache needs to refresh its copy.
-    pub(super) fn apply(self, req: &HeaderMap, mut res: Response) -> Response {
+    pub(super) fn apply(self, req: &HeaderMap, mut res: Answer) -> Answer {
         let last_modified = self.last_modified.map(httpdate::fmt_http_date);
         let current = self.is_current(req);
         let h = res.headers_mut();
@@ -72,7 +74,8 @@ impl Validators {
         }
         // RFC 9110 §15.4.5: a 304 carries the Cache-Control, ETag and Vary
         // that a 200 would have, and no representation body.
-        let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
+        let mut not_modified = Answer::new(Bytes::new());
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
         for name in [
             header::CACHE_CONTROL,
             header::ETAG,

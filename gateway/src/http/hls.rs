@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +20,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::AppState;
 use super::conditional::Validators;
-use super::playlist_cache::{PlaylistCache, Rendered};
+use super::playlist_cache::{PlaylistCache, Rendered, gzip};
 use crate::stream::registry::StreamWatch;
 use crate::stream::{
     AUDIO_RENDITION, SOURCE_RENDITIONS, StreamSnapshot, VIDEO_RENDITION, valid_name,
@@ -27,6 +28,10 @@ use crate::stream::{
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MP4_TYPE: &str = "video/mp4";
+
+/// An answer of this surface with its whole body: the axum handlers and the
+/// HTTP/1.1 fast path (`h1.rs`) send the same one.
+pub(super) type Answer = axum::http::Response<Bytes>;
 
 /// Errors of this surface; each maps to a fixed status and a client-safe body.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +52,9 @@ pub(super) enum HlsError {
     Internal,
 }
 
-impl IntoResponse for HlsError {
-    fn into_response(self) -> Response {
-        let (status, cache) = match &self {
+impl HlsError {
+    fn answer(&self) -> Answer {
+        let (status, cache) = match self {
             Self::NotFound => (StatusCode::NOT_FOUND, "no-cache".to_owned()),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "no-cache".to_owned()),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "no-cache".to_owned()),
@@ -63,11 +68,23 @@ impl IntoResponse for HlsError {
             ),
             Self::PartTimeout => (StatusCode::SERVICE_UNAVAILABLE, "no-cache".to_owned()),
         };
-        let mut res = (status, format!("{self}\n")).into_response();
+        let mut res = Answer::new(Bytes::from(format!("{self}\n")));
+        *res.status_mut() = status;
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if let Ok(v) = HeaderValue::from_str(&cache) {
-            res.headers_mut().insert(header::CACHE_CONTROL, v);
+            h.insert(header::CACHE_CONTROL, v);
         }
         res
+    }
+}
+
+impl IntoResponse for HlsError {
+    fn into_response(self) -> Response {
+        self.answer().map(Body::from)
     }
 }
 
@@ -104,12 +121,91 @@ async fn rendition(
 /// How long a request waits for a stream that exists but has not started.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
 
+/// `GET /{stream}/index.m3u8`.
 pub(super) async fn multivariant(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     req: HeaderMap,
-) -> Result<Response, HlsError> {
-    let mut watch = stream_watch(&state, &stream)?;
+) -> Response {
+    answered(multivariant_answer(&state, &stream, &req).await)
+}
+
+/// `GET /{stream}/{rendition}/{object}`.
+pub(super) async fn rendition_object(
+    State(state): State<AppState>,
+    Path((stream, rendition, object)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    req: HeaderMap,
+) -> Response {
+    let res = match parse_object_name(&object) {
+        Some(object) => {
+            let query = query.as_deref().unwrap_or("");
+            object_answer(&state, &stream, &rendition, object, query, &req).await
+        }
+        None => Err(HlsError::NotFound),
+    };
+    answered(res)
+}
+
+/// An answer or an error as an axum response.
+fn answered(res: Result<Answer, HlsError>) -> Response {
+    res.unwrap_or_else(|e| e.answer()).map(Body::from)
+}
+
+/// A request path that one of the two routes above answers: what the
+/// HTTP/1.1 fast path (`h1.rs`) takes on. No other route of `super::router`
+/// has an HLS object name as its last segment (checked by a test there).
+#[derive(Debug, PartialEq)]
+pub(super) enum Route<'a> {
+    Multivariant(&'a str),
+    Object(&'a str, &'a str, ObjectName),
+}
+
+impl<'a> Route<'a> {
+    /// `None` for any other path, and for one the router would
+    /// percent-decode first.
+    pub(super) fn of(path: &'a str) -> Option<Self> {
+        let rest = path.strip_prefix('/')?;
+        if rest.contains('%') {
+            return None;
+        }
+        let mut segments = rest.split('/');
+        let route = match (segments.next(), segments.next(), segments.next()) {
+            (Some(stream), Some("index.m3u8"), None) => Self::Multivariant(stream),
+            (Some(stream), Some(rendition), Some(object)) => {
+                Self::Object(stream, rendition, parse_object_name(object)?)
+            }
+            _ => return None,
+        };
+        let named = |s: &str| !s.is_empty();
+        match route {
+            Self::Multivariant(s) if named(s) => Some(route),
+            Self::Object(s, r, _) if named(s) && named(r) && segments.next().is_none() => {
+                Some(route)
+            }
+            _ => None,
+        }
+    }
+
+    /// The answer to a GET of this path with `query` (the raw query string)
+    /// and the request headers `req`.
+    pub(super) async fn answer(self, state: &AppState, query: &str, req: &HeaderMap) -> Answer {
+        let res = match self {
+            Self::Multivariant(stream) => multivariant_answer(state, stream, req).await,
+            Self::Object(stream, rendition, object) => {
+                object_answer(state, stream, rendition, object, query, req).await
+            }
+        };
+        res.unwrap_or_else(|e| e.answer())
+    }
+}
+
+async fn multivariant_answer(
+    state: &AppState,
+    stream: &str,
+    req: &HeaderMap,
+) -> Result<Answer, HlsError> {
+    let mut watch = stream_watch(state, stream)?;
     let deadline = Instant::now() + STARTUP_WAIT;
     let (mut snap, r) = rendition(&mut watch, VIDEO_RENDITION, deadline).await?;
     // The source has audio but its rendition has not published yet (the
@@ -174,45 +270,42 @@ pub(super) async fn multivariant(
     })?;
     let td = r.params.target_duration_secs;
     let validators = Validators::playlist(body.as_bytes());
-    Ok(validators.apply(&req, playlist_response(body, cache_secs(td, false))))
+    // Read once per player: compressed per request.
+    let text = Bytes::from(body);
+    let body = accepts_gzip(req).then(|| gzip(&text));
+    Ok(validators.apply(req, playlist_response(text, body, cache_secs(td, false))))
 }
 
-pub(super) async fn rendition_object(
-    State(state): State<AppState>,
-    Path((stream, rendition_name, object)): Path<(String, String, String)>,
-    RawQuery(query): RawQuery,
-    req: HeaderMap,
-) -> Result<Response, HlsError> {
-    let object = parse_object_name(&object).ok_or(HlsError::NotFound)?;
-    let mut watch = stream_watch(&state, &stream)?;
+async fn object_answer(
+    state: &AppState,
+    stream: &str,
+    name: &str,
+    object: ObjectName,
+    query: &str,
+    req: &HeaderMap,
+) -> Result<Answer, HlsError> {
+    let mut watch = stream_watch(state, stream)?;
     // A ladder rung is known once it has published: players learn its name
     // from the multivariant playlist, which lists it from then on.
-    let name = rendition_name.as_str();
     let rung = || watch.borrow().ladder.iter().any(|r| *r.name == *name);
     if !SOURCE_RENDITIONS.contains(&name) && !rung() {
         return Err(HlsError::NotFound);
     }
     match object {
         ObjectName::Playlist => {
-            let d = directives::parse(query.as_deref().unwrap_or(""))
-                .map_err(|e| HlsError::BadRequest(e.to_string()))?;
+            let d = directives::parse(query).map_err(|e| HlsError::BadRequest(e.to_string()))?;
             let (body, cache) = media_playlist(&state.playlists, &mut watch, name, &d).await?;
-            let res = if accepts_gzip(&req) {
-                let mut res = playlist_response(body.gzip, cache);
-                res.headers_mut()
-                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                res
-            } else {
-                playlist_response(body.text, cache)
-            };
-            Ok(body.validators.apply(&req, res))
+            let gzip = accepts_gzip(req).then_some(body.gzip);
+            Ok(body
+                .validators
+                .apply(req, playlist_response(body.text, gzip, cache)))
         }
         ObjectName::Init(id) => {
             let (snap, r) = rendition(&mut watch, name, Instant::now() + STARTUP_WAIT).await?;
             // Versioned by name: new codec parameters get a new URI.
             let init = r.init(id).ok_or(HlsError::NotFound)?;
             let validators = Validators::immutable(snap.incarnation, name, object);
-            Ok(validators.apply(&req, media_response(init.clone(), IMMUTABLE)))
+            Ok(validators.apply(req, media_response(init.clone(), IMMUTABLE)))
         }
         ObjectName::Segment(msn) => {
             let (snap, r) = rendition(&mut watch, name, Instant::now()).await?;
@@ -221,12 +314,12 @@ pub(super) async fn rendition_object(
             let end = seg.program_date_time.offset(seg.duration);
             let validators = Validators::immutable(snap.incarnation, name, object)
                 .last_modified(wall_clock(end));
-            Ok(validators.apply(&req, media_response(seg.data.clone(), IMMUTABLE)))
+            Ok(validators.apply(req, media_response(seg.data.clone(), IMMUTABLE)))
         }
         ObjectName::Part(seq) => {
             let (incarnation, data) = part(&mut watch, name, seq).await?;
             let validators = Validators::immutable(incarnation, name, object);
-            Ok(validators.apply(&req, media_response(data, IMMUTABLE)))
+            Ok(validators.apply(req, media_response(data, IMMUTABLE)))
         }
     }
 }
@@ -397,13 +490,19 @@ fn accepts_gzip(req: &HeaderMap) -> bool {
     explicit.or(any).unwrap_or(false)
 }
 
-fn playlist_response(body: impl IntoResponse, cache: String) -> Response {
-    let mut res = body.into_response();
+/// A playlist, sent as `gzip` when given (the client accepts it) and as
+/// `text` otherwise.
+fn playlist_response(text: Bytes, gzip: Option<Bytes>, cache: String) -> Answer {
+    let compressed = gzip.is_some();
+    let mut res = Answer::new(gzip.unwrap_or(text));
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(PLAYLIST_TYPE),
     );
+    if compressed {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     if let Ok(v) = HeaderValue::from_str(&cache) {
         h.insert(header::CACHE_CONTROL, v);
     }
@@ -413,8 +512,8 @@ fn playlist_response(body: impl IntoResponse, cache: String) -> Response {
     res
 }
 
-fn media_response(body: Bytes, cache: &'static str) -> Response {
-    let mut res = body.into_response();
+fn media_response(body: Bytes, cache: &'static str) -> Answer {
+    let mut res = Answer::new(body);
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(MP4_TYPE));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));

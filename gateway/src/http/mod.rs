@@ -5,8 +5,10 @@
 //! `packager::blocking`, and every wait has a deadline (3 × target duration).
 
 mod conditional;
+mod h1;
 mod hls;
 mod playlist_cache;
+pub mod server;
 pub mod tls;
 mod web;
 
@@ -16,7 +18,9 @@ use axum::Router;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::get;
 use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::compression::predicate::{
+    DefaultPredicate, NotForContentType, Predicate, SizeAbove,
+};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
@@ -71,16 +75,22 @@ pub fn router_with(state: AppState, api: Router) -> Router {
         .fallback_service(ServeDir::new(&state.web_root))
         .with_state(state)
         .merge(api)
-        // Appendix B: playlists compress well (gzip when the client accepts
-        // it); media is already compressed and is sent as is.
+        // Appendix B: playlists compress well; the HLS routes send them
+        // gzip-compressed themselves when accepted (once per snapshot, and
+        // alike on the HTTP/1.1 fast path) and media as is. This layer is for
+        // the pages and the API; short answers (errors) are not worth it.
         .layer(
-            CompressionLayer::new()
-                .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("video/"))),
+            CompressionLayer::new().compress_when(
+                DefaultPredicate::new()
+                    .and(SizeAbove::new(256))
+                    .and(NotForContentType::const_new("video/")),
+            ),
         )
         .layer(cors)
         .layer(axum::middleware::map_response(server_header))
         // One line per request and per response at debug level
-        // (`RUST_LOG=tower_http=debug`): what reached the origin, e.g.
+        // (`RUST_LOG=tower_http=debug`; the HTTP/1.1 fast path logs the same
+        // request line under `gateway::http`): what reached the origin, e.g.
         // behind a cache.
         .layer(TraceLayer::new_for_http())
 }

@@ -87,7 +87,7 @@ impl PlaylistCache {
 }
 
 /// Compressed at the level tower-http's compression layer uses by default.
-fn gzip(text: &[u8]) -> Bytes {
+pub(super) fn gzip(text: &[u8]) -> Bytes {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing to a Vec cannot fail.
     let _ = e.write_all(text);
