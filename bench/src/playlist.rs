@@ -110,6 +110,36 @@ pub fn parse(text: &str) -> anyhow::Result<MediaPlaylist> {
     Ok(pl)
 }
 
+/// The (MSN, part index) of the last part of a media playlist, full or delta
+/// (`EXT-X-SKIP`), numbered as `parse` numbers its parts: what a player asks
+/// for next, read without building the playlist (the load generator does this
+/// once per answer, for thousands of clients on one core).
+#[must_use]
+pub fn last_part(text: &str) -> Option<(u64, u64)> {
+    let mut msn = 0;
+    let mut parts = 0;
+    let mut last = None;
+    let mut in_segment = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            msn = v.parse().ok()?;
+        } else if let Some(a) = line.strip_prefix("#EXT-X-SKIP:") {
+            let skipped: u64 = attr(a, "SKIPPED-SEGMENTS")?.parse().ok()?;
+            msn += skipped;
+        } else if line.starts_with("#EXT-X-PART:") {
+            last = Some((msn, parts));
+            parts += 1;
+        } else if line.starts_with("#EXTINF:") {
+            in_segment = true;
+        } else if in_segment && !line.is_empty() && !line.starts_with('#') {
+            in_segment = false;
+            msn += 1;
+            parts = 0;
+        }
+    }
+    last
+}
+
 /// The part sequence number in a `part<seq>.m4s` URI.
 #[must_use]
 pub fn part_seq(uri: &str) -> Option<u64> {
@@ -150,6 +180,19 @@ mod tests {
         assert_eq!(pdt(&pl.parts[1]), None);
         assert_eq!(pdt(&pl.parts[2]), Some(2_000));
         assert_eq!(pl.parts[2].duration_us, 200_000);
+        assert_eq!(last_part(text), Some((11, 0)));
+        // Right after a segment closes, its last part is the last one.
+        let closed = text.replace(
+            "#EXT-X-PART:DURATION=0.2,URI=\"part42.m4s\",INDEPENDENT=YES\n",
+            "",
+        );
+        assert_eq!(last_part(&closed), Some((10, 1)));
+        // A delta update: two segments skipped.
+        let delta = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:10\n#EXT-X-SKIP:SKIPPED-SEGMENTS=2\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part48.m4s\"\n#EXTINF:0.2,\nseg12.m4s\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part49.m4s\"\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part50.m4s\"\n";
+        assert_eq!(last_part(delta), Some((13, 1)));
     }
 
     #[test]

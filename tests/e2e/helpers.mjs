@@ -289,10 +289,11 @@ function spawnTracked(cmd, args) {
 }
 
 /**
- * Publishes a 640x360@30 test pattern (H.264, 1 s GOP, no B-frames) and a 440 Hz tone (AAC) as
- * MPEG-TS over SRT with stream id `publish:NAME`. ffmpeg's `latency` option is in microseconds.
+ * Publishes a 640x360@30 test pattern (H.264, 1 s GOP, `bFrames` B-frames between references: none
+ * by default) and a 440 Hz tone (AAC) as MPEG-TS over SRT with stream id `publish:NAME`. ffmpeg's
+ * `latency` option is in microseconds.
  */
-export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput = [] } = {}) {
+export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput = [], bFrames = 0 } = {}) {
   const url = `srt://${srt.hostPort}?streamid=publish:${name}&latency=${latencyMs * 1000}`;
   const args = [
     '-hide_banner',
@@ -318,7 +319,7 @@ export function startPublisher({ srt, name = 'e2e', latencyMs = 120, extraInput 
     '-g',
     '30',
     '-bf',
-    '0',
+    String(bFrames),
     '-pix_fmt',
     'yuv420p',
     '-c:a',
@@ -414,11 +415,14 @@ export class LiveStream {
     };
   }
 
-  /** Starts both (registered with `cleanup`); resolves with the multivariant playlist once it plays. */
-  async start(cleanup, { env = {} } = {}) {
+  /**
+   * Starts both (registered with `cleanup`); resolves with the multivariant playlist once it plays.
+   * `bFrames` is passed to the publisher.
+   */
+  async start(cleanup, { env = {}, bFrames = 0 } = {}) {
     this.gateway = await startGateway({ env });
     cleanup.add(() => this.gateway.stop());
-    this.publisher = startPublisher({ srt: this.gateway.srt, name: this.name, latencyMs: 120 });
+    this.publisher = startPublisher({ srt: this.gateway.srt, name: this.name, latencyMs: 120, bFrames });
     cleanup.add(() => this.publisher.stop());
     return waitForStream(this.gateway.httpUrl, this.name, { timeoutMs: 30_000, check: this.check });
   }

@@ -72,8 +72,9 @@ export function collectSegments(playlistUrl, { intervalMs = 1_000 } = {}) {
 }
 
 /**
- * Checks collected segments; returns a list of problems (empty = good). Writes init + segments
- * to DIR/stream.mp4 and decodes it with ffmpeg (`-v error`: any output is a decode error).
+ * Checks collected segments; returns a list of problems (empty = good), the video frames decoded,
+ * the seconds listed and how many video frames are B-frames. Writes init + segments to
+ * DIR/stream.mp4 and decodes it with ffmpeg (`-v error`: any output is a decode error).
  */
 export function checkMedia(collected, dir, { fps = 30 } = {}) {
   const problems = [...collected.errors];
@@ -89,7 +90,7 @@ export function checkMedia(collected, dir, { fps = 30 } = {}) {
       problems.push(`seg ${a.msn} (PDT ${a.pdt}, ${a.duration} s) → seg ${b.msn} (PDT ${b.pdt}): not contiguous`);
     }
   }
-  if (!collected.init || segs.length === 0) return { problems, frames: 0, seconds: 0 };
+  if (!collected.init || segs.length === 0) return { problems, frames: 0, seconds: 0, bFrames: 0 };
   const file = path.join(dir, 'stream.mp4');
   writeFileSync(file, Buffer.concat([collected.init, ...segs.map((s) => s.body)]));
   const decode = spawnSync('ffmpeg', ['-nostdin', '-v', 'error', '-i', file, '-f', 'null', '-'], {
@@ -100,15 +101,17 @@ export function checkMedia(collected, dir, { fps = 30 } = {}) {
   }
   const probe = spawnSync(
     'ffprobe',
-    ['-v', 'error', '-select_streams', 'v:0', '-count_frames', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file],
-    { encoding: 'utf8' },
+    ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=pict_type', '-of', 'csv=p=0', file],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
   );
-  const frames = Number.parseInt(probe.stdout.trim(), 10);
+  const types = probe.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const frames = types.length;
+  const bFrames = types.filter((t) => t === 'B').length;
   const seconds = segs.reduce((sum, s) => sum + s.duration, 0);
   const want = Math.round(seconds * fps);
   // Every frame of every listed second is there: a lost frame would be a hole in the picture.
   if (frames !== want) {
     problems.push(`decoded ${frames} video frames, the segments last ${seconds.toFixed(3)} s = ${want} frames (${file})`);
   }
-  return { problems, frames, seconds };
+  return { problems, frames, seconds, bFrames };
 }

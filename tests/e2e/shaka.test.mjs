@@ -1,6 +1,8 @@
 // End to end with a second, independent LL-HLS client: ffmpeg publishes H.264/AAC MPEG-TS over
 // SRT and headless Chromium plays the stream with Shaka Player (web/shaka.html, low-latency mode)
-// instead of hls.js. Asserts Shaka plays, never stalls after it started, reports no error, and
+// instead of hls.js. The H.264 has B-frames (2 between references), as many venue encoders send:
+// frames arrive out of presentation order and every part carries composition offsets. The
+// segments listed meanwhile must decode whole (no hole, frame count = duration × 30) and hold them. Asserts Shaka plays, never stalls after it started, reports no error, and
 // that wall-clock latency (Date.now() − PROGRAM-DATE-TIME of the playhead) ends below 3 s.
 
 import { after, test } from 'node:test';
@@ -13,10 +15,12 @@ import {
   countRequests,
   shutdownAll,
   launchBrowser,
+  makeTempDir,
   percentile,
   sampleStats,
   waitForPlaying,
 } from './helpers.mjs';
+import { checkMedia, collectSegments } from './media_check.mjs';
 
 const STREAM = 'shaka';
 const SAMPLE_FOR_MS = 20_000;
@@ -35,7 +39,7 @@ test(
     let browser;
     let samples = [];
     try {
-      await live.start(cleanup);
+      await live.start(cleanup, { bFrames: 2 });
       const { check } = live;
 
       // The page loads Shaka's compiled build straight from web/node_modules via --web-root.
@@ -58,7 +62,9 @@ test(
       assert.equal(first.lowLatencyMode, true, 'Shaka must run with streaming.lowLatencyMode');
       assert.equal(first.live, true, 'Shaka must see a live presentation');
 
+      const segments = collectSegments(`${live.gateway.httpUrl}/${STREAM}/main/playlist.m3u8`);
       samples = await sampleStats(page, { durationMs: SAMPLE_FOR_MS, intervalMs: SAMPLE_EVERY_MS, check, statsFn });
+      const media = checkMedia(await segments.stop(), makeTempDir('shaka'));
       const last = samples.at(-1);
       const latencies = samples.map((s) => s.latencyMs).filter((x) => x !== null);
       const p50 = percentile(latencies, 50);
@@ -73,8 +79,11 @@ test(
           `(buffering=${last.bufferingEvents} waiting=${last.waitingEvents} stallsDetected=${last.stallsDetected} ` +
           `gapsJumped=${last.gapsJumped}) errors=${last.errorCount} ` +
           `dropped=${last.droppedFrames}/${last.decodedFrames} samples=${samples.length} ` +
-          `requests=${JSON.stringify(requests)}`,
+          `requests=${JSON.stringify(requests)} media: ${media.frames} frames (${media.bFrames} B) ` +
+          `in ${media.seconds.toFixed(3)} s`,
       );
+      assert.deepEqual(media.problems, [], 'the packaged media must be whole');
+      assert.ok(media.bFrames > media.frames / 3, `the source must have B-frames: ${media.bFrames} of ${media.frames}`);
 
       assert.ok(requests.main?.blocking > 0, `Shaka must use blocking playlist reload: ${JSON.stringify(requests)}`);
       assert.ok(requests.main?.parts > 0, `Shaka must fetch EXT-X-PART parts: ${JSON.stringify(requests)}`);

@@ -7,6 +7,7 @@
 //! its resident memory per connected client. With `memory` among the runs it
 //! also measures the gateway's resident memory per published stream.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -124,6 +125,10 @@ struct Args {
     /// CPU, so use it up to ~1k clients).
     #[arg(long)]
     accept_gzip: bool,
+    /// Clients ask for delta updates (`_HLS_skip=YES`), as hls.js does when the playlist
+    /// allows them: smaller playlists for both sides.
+    #[arg(long)]
+    skip: bool,
     /// Also write the JSON result line to FILE.
     #[arg(long, value_name = "FILE")]
     json_out: Option<PathBuf>,
@@ -565,15 +570,17 @@ async fn connect_all(
 async fn playlist_client(
     mut conn: Conn,
     mut last: (u64, u64),
+    skip: bool,
     ctl: Arc<Control>,
     probe: Arc<Mutex<ProbeState>>,
 ) -> ClientLog {
     let base = format!("/{STREAM}/main/playlist.m3u8");
+    let skip = if skip { "&_HLS_skip=YES" } else { "" };
     let mut stop = ctl.stop.subscribe();
     let mut log = Vec::new();
     let mut answered = false;
     loop {
-        let path = format!("{base}?_HLS_msn={}&_HLS_part={}", last.0, last.1 + 1);
+        let path = format!("{base}?_HLS_msn={}&_HLS_part={}{skip}", last.0, last.1 + 1);
         let r = tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -581,9 +588,7 @@ async fn playlist_client(
         };
         let t = Instant::now();
         let end = match &r {
-            Ok((200, body)) => inflated(body)
-                .and_then(|text| playlist::parse(&text).ok())
-                .and_then(|pl| pl.parts.last().map(|p| (p.msn, p.index))),
+            Ok((200, body)) => inflated(body).and_then(|text| playlist::last_part(&text)),
             _ => None,
         };
         match end {
@@ -612,14 +617,13 @@ async fn playlist_client(
 }
 
 /// A playlist body as text, inflated if it came gzip-compressed.
-fn inflated(body: &[u8]) -> Option<String> {
-    let mut text = String::new();
-    if body.starts_with(&[0x1f, 0x8b]) {
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).ok()?;
-    } else {
-        text.push_str(std::str::from_utf8(body).ok()?);
+fn inflated(body: &[u8]) -> Option<Cow<'_, str>> {
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return std::str::from_utf8(body).ok().map(Cow::Borrowed);
     }
-    Some(text)
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(body), &mut text).ok()?;
+    Some(Cow::Owned(text))
 }
 
 /// An nginx player: told that a part file exists, it fetches it at once.
@@ -740,7 +744,8 @@ async fn phase(
         tasks.push(match target {
             Target::Gateway { probe } => {
                 let start = probe.with(|s| s.latest)?.context("probe has no part")?;
-                tokio::spawn(playlist_client(conn, start, ctl, Arc::clone(&probe.state)))
+                let client = playlist_client(conn, start, args.skip, ctl, Arc::clone(&probe.state));
+                tokio::spawn(client)
             }
             Target::Nginx { notes } => tokio::spawn(part_client(conn, notes.subscribe(), ctl)),
         });
@@ -1117,9 +1122,10 @@ fn report(
     println!(
         "dropline hls-load: blocked clients on one core (server on core {SERVER_CPU}, clients on \
          core {CLIENT_CPU}); parts of 200 ms, {} measured per phase; source {mbps:.2} Mb/s; \
-         clients accept gzip: {}",
+         clients accept gzip: {}, ask for delta updates: {}",
         args.parts,
-        if args.accept_gzip { "yes" } else { "no" }
+        if args.accept_gzip { "yes" } else { "no" },
+        if args.skip { "yes" } else { "no" }
     );
     println!(
         "delay = answer − the earliest answer to any client (or the probe) for the same playlist \
@@ -1273,6 +1279,7 @@ fn report(
         "parts_per_phase": args.parts,
         "streams_per_connection": args.per_connection,
         "accept_gzip": args.accept_gzip,
+        "skip": args.skip,
         "source_mbps": (mbps * 100.0).round() / 100.0,
         "phases": rows,
         "memory": mem_json,
