@@ -81,8 +81,8 @@ test(
     let browser;
     try {
       // Debug request lines count what reaches the origin.
-      const log = 'info,tower_http=debug,gateway::http=debug';
-      await live.start(cleanup, { env: { RUST_LOG: log, NO_COLOR: '1' } });
+      const rustLog = 'info,tower_http=debug,gateway::http=debug';
+      await live.start(cleanup, { env: { RUST_LOG: rustLog, NO_COLOR: '1' } });
       const { gateway } = live;
       const port = await freePort();
       const conf = edgeConfig({ origin: gateway.http.hostPort, port, cacheDir: makeTempDir('nginx-cache') });
