@@ -108,11 +108,13 @@ bench: deps-apt
 	$(CARGO) run --release -p bench --bin part-latency -- $(BENCH_ARGS)
 
 ## bench-load: 1k and 10k blocked players (HTTP/1.1, HTTP/2) on a gateway pinned to core 0, the
-## same parts from nginx, and RSS per stream (about 8 min; see bench/README.md). Needs 2 cores and
-## an open-file hard limit above 10k. `make bench-load LOAD_ARGS="--clients 1000 --runs gateway"`.
+## same parts from nginx, and RSS per stream (about 8 min; see bench/README.md), then what the
+## kernel alone charges per answer (tcp-floor, 10 s). Needs 2 cores and an open-file hard limit
+## above 10k. `make bench-load LOAD_ARGS="--clients 1000 --runs gateway"`.
 bench-load: deps-apt
 	$(CARGO) build --release -p gateway -p bench
 	target/release/hls-load $(LOAD_ARGS)
+	target/release/tcp-floor
 
 ## bench-bonding: SRTLA over impaired links (about 4 min; bench/README.md): throughput vs the sum of
 ## the links' rate caps, recovery after a link death, latency the bonding layer adds (p50/p99).

@@ -90,6 +90,26 @@ pub fn pin_self(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pins the calling thread (only) to `cpu`.
+pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
+    let tid = std::fs::read_link("/proc/thread-self").context("/proc/thread-self")?;
+    let tid = tid
+        .file_name()
+        .and_then(|t| t.to_str())
+        .context("thread id")?
+        .to_owned();
+    let status = Command::new("taskset")
+        .args(["-p", "-c", &cpu.to_string(), &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("run taskset (util-linux)")?;
+    ensure!(
+        status.success(),
+        "taskset -p -c {cpu} {tid} failed: {status}"
+    );
+    Ok(())
+}
+
 /// Raises this process's soft open-file limit to its hard limit (children
 /// inherit it); returns the limit now in effect.
 pub fn raise_nofile() -> anyhow::Result<u64> {
