@@ -867,3 +867,33 @@ async fn an_idle_fast_path_connection_closes_at_shutdown_and_on_close() {
     served.await.unwrap();
     assert_eq!(client.read_buf(&mut buf).await.unwrap(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_player_that_leaves_frees_its_blocking_reload_at_once() {
+    let mut f = Fixture::new();
+    for _ in 0..6 {
+        f.push_part();
+    }
+    let (mut client, conn) = tokio::io::duplex(1 << 16);
+    let served = tokio::spawn(server::serve_connection(
+        conn,
+        true,
+        f.state.clone(),
+        f.app.clone(),
+        CancellationToken::new(),
+    ));
+    client
+        .write_all(
+            b"GET /show/main/playlist.m3u8?_HLS_msn=12&_HLS_part=0 HTTP/1.1\r\nhost: o\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!served.is_finished(), "the reload waits for its part");
+    drop(client);
+    // Well before the request's own deadline (3 × TD = 6 s).
+    tokio::time::timeout(Duration::from_secs(1), served)
+        .await
+        .expect("the connection's task ends when the player leaves")
+        .unwrap();
+}

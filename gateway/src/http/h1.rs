@@ -86,7 +86,20 @@ where
         }
         let method = if head.head_only { "HEAD" } else { "GET" };
         debug!(uri = %head.target, method, "started processing request");
-        let answer = route.answer(state, query, &head.headers).await;
+        let answer = route.answer(state, query, &head.headers);
+        tokio::pin!(answer);
+        // A blocking reload waits up to 3 target durations: meanwhile the
+        // connection is read, so that a player that leaves frees its wait at
+        // once (as hyper does) and pipelined bytes are kept for later.
+        let answer = loop {
+            tokio::select! {
+                answer = &mut answer => break answer,
+                read = io.read_buf(&mut buf), if buf.len() < MAX_HEAD => match read {
+                    Ok(0) | Err(_) => return Ok(Outcome::Closed),
+                    Ok(_) => {}
+                },
+            }
+        };
         write_answer(&mut io, &answer, head.head_only, head.close).await?;
         if head.close {
             io.shutdown().await?;
