@@ -17,8 +17,9 @@ use gateway::stream::registry::Registry;
 use gateway::stream::{StreamSnapshot, VariantInfo};
 use packager::rendition::{OpenSegment, Part, PlaylistParams, Rendition, Retention};
 use packager::units::{MediaTime, Msn, PartIndex, PartSeq, WallTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -193,6 +194,15 @@ impl Fixture {
         }
     }
 
+    /// A new HTTP/1.1 connection to `server::serve_connection` (the fast path,
+    /// then hyper) over an in-memory pipe, and the task serving it.
+    fn connect(&self, shutdown: CancellationToken) -> (DuplexStream, JoinHandle<()>) {
+        let (client, conn) = tokio::io::duplex(1 << 16);
+        let (state, app) = (self.state.clone(), self.app.clone());
+        let served = tokio::spawn(server::serve_connection(conn, true, state, app, shutdown));
+        (client, served)
+    }
+
     /// `req` written as HTTP/1.1 to a new connection of `server::serve_connection`;
     /// its answer as `comparable` makes it.
     fn get_h1(&self, req: &Request<Body>) -> impl Future<Output = Answer> + use<> {
@@ -201,15 +211,7 @@ impl Fixture {
             raw.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
         }
         raw.push_str("connection: close\r\n\r\n");
-        let (mut client, conn) = tokio::io::duplex(1 << 16);
-        let (state, app) = (self.state.clone(), self.app.clone());
-        tokio::spawn(server::serve_connection(
-            conn,
-            true,
-            state,
-            app,
-            CancellationToken::new(),
-        ));
+        let (mut client, _) = self.connect(CancellationToken::new());
         async move {
             client.write_all(raw.as_bytes()).await.unwrap();
             let mut answer = Vec::new();
@@ -737,7 +739,7 @@ async fn player_sdk_is_served_as_a_javascript_module() {
 /// Reads one HTTP/1.1 answer from `conn`: its status, the head as text and
 /// the body (by Content-Length; none for a 304 or when `head_only`).
 async fn read_answer(
-    conn: &mut tokio::io::DuplexStream,
+    conn: &mut DuplexStream,
     buf: &mut Vec<u8>,
     head_only: bool,
 ) -> (u16, String, Vec<u8>) {
@@ -772,15 +774,8 @@ async fn http1_connections_keep_alive_pipeline_and_hand_over_to_hyper() {
     for _ in 0..6 {
         f.push_part();
     }
-    let (mut client, conn) = tokio::io::duplex(1 << 16);
     let shutdown = CancellationToken::new();
-    let served = tokio::spawn(server::serve_connection(
-        conn,
-        true,
-        f.state.clone(),
-        f.app.clone(),
-        shutdown.clone(),
-    ));
+    let (mut client, served) = f.connect(shutdown.clone());
     let mut buf = Vec::new();
     // Pipelined: answered in order, on the fast path.
     client
@@ -825,38 +820,11 @@ async fn http1_connections_keep_alive_pipeline_and_hand_over_to_hyper() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_idle_fast_path_connection_closes_at_shutdown_and_on_close() {
+async fn connection_close_ends_a_fast_path_connection() {
     let mut f = Fixture::new();
-    for _ in 0..6 {
-        f.push_part();
-    }
-    let (mut client, conn) = tokio::io::duplex(1 << 16);
-    let shutdown = CancellationToken::new();
-    let served = tokio::spawn(server::serve_connection(
-        conn,
-        true,
-        f.state.clone(),
-        f.app.clone(),
-        shutdown.clone(),
-    ));
+    f.push_part();
+    let (mut client, served) = f.connect(CancellationToken::new());
     let mut buf = Vec::new();
-    client
-        .write_all(b"GET /show/main/init0.mp4 HTTP/1.1\r\nhost: o\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(read_answer(&mut client, &mut buf, false).await.0, 200);
-    shutdown.cancel();
-    served.await.unwrap();
-    assert_eq!(client.read_buf(&mut buf).await.unwrap(), 0);
-
-    let (mut client, conn) = tokio::io::duplex(1 << 16);
-    let served = tokio::spawn(server::serve_connection(
-        conn,
-        true,
-        f.state.clone(),
-        f.app.clone(),
-        CancellationToken::new(),
-    ));
     client
         .write_all(b"GET /show/main/init0.mp4 HTTP/1.1\r\nconnection: close\r\n\r\n")
         .await
@@ -874,14 +842,7 @@ async fn a_player_that_leaves_frees_its_blocking_reload_at_once() {
     for _ in 0..6 {
         f.push_part();
     }
-    let (mut client, conn) = tokio::io::duplex(1 << 16);
-    let served = tokio::spawn(server::serve_connection(
-        conn,
-        true,
-        f.state.clone(),
-        f.app.clone(),
-        CancellationToken::new(),
-    ));
+    let (mut client, served) = f.connect(CancellationToken::new());
     client
         .write_all(
             b"GET /show/main/playlist.m3u8?_HLS_msn=12&_HLS_part=0 HTTP/1.1\r\nhost: o\r\n\r\n",
