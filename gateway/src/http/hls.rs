@@ -154,7 +154,7 @@ fn answered(res: Result<Answer, HlsError>) -> Response {
 
 /// A request path that one of the two routes above answers: what the
 /// HTTP/1.1 fast path (`h1.rs`) takes on. No other route of `super::router`
-/// has an HLS object name as its last segment (checked by a test there).
+/// ends in an HLS object name (`routes_are_the_routers` below).
 #[derive(Debug, PartialEq)]
 pub(super) enum Route<'a> {
     Multivariant(&'a str),
@@ -170,20 +170,17 @@ impl<'a> Route<'a> {
             return None;
         }
         let mut segments = rest.split('/');
-        let route = match (segments.next(), segments.next(), segments.next()) {
-            (Some(stream), Some("index.m3u8"), None) => Self::Multivariant(stream),
-            (Some(stream), Some(rendition), Some(object)) => {
-                Self::Object(stream, rendition, parse_object_name(object)?)
+        let (stream, second) = (segments.next()?, segments.next()?);
+        let (third, extra) = (segments.next(), segments.next());
+        if stream.is_empty() || extra.is_some() {
+            return None;
+        }
+        match third {
+            None => (second == "index.m3u8").then_some(Self::Multivariant(stream)),
+            Some(object) if !second.is_empty() => {
+                Some(Self::Object(stream, second, parse_object_name(object)?))
             }
-            _ => return None,
-        };
-        let named = |s: &str| !s.is_empty();
-        match route {
-            Self::Multivariant(s) if named(s) => Some(route),
-            Self::Object(s, r, _) if named(s) && named(r) && segments.next().is_none() => {
-                Some(route)
-            }
-            _ => None,
+            Some(_) => None,
         }
     }
 
@@ -530,6 +527,57 @@ mod tests {
             h.append(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
         }
         accepts_gzip(&h)
+    }
+
+    #[test]
+    fn routes_are_the_routers() {
+        use packager::units::{Msn, PartSeq};
+        assert_eq!(
+            Route::of("/show/index.m3u8"),
+            Some(Route::Multivariant("show"))
+        );
+        assert_eq!(
+            Route::of("/show/main/playlist.m3u8"),
+            Some(Route::Object("show", "main", ObjectName::Playlist))
+        );
+        assert_eq!(
+            Route::of("/show/audio/part12.m4s"),
+            Some(Route::Object(
+                "show",
+                "audio",
+                ObjectName::Part(PartSeq(12))
+            ))
+        );
+        assert_eq!(
+            Route::of("/show/360p/seg3.m4s"),
+            Some(Route::Object("show", "360p", ObjectName::Segment(Msn(3))))
+        );
+        for other in [
+            // The router's other routes (super::router, overlay::api, srtla::api)
+            // and the demo page's files.
+            "/",
+            "/healthz",
+            "/index.html",
+            "/api/v1/streams",
+            "/api/v1/srtla",
+            "/api/v1/streams/show/cues",
+            "/api/v1/streams/show/cues/c-1",
+            "/api/v1/webhooks/shopify",
+            "/api/v1/offers/verify",
+            "/sdk/dropline-overlay.mjs",
+            "/vendor/hls.js",
+            "/node_modules/shaka-player/dist/shaka-player.compiled.js",
+            // Not HLS objects, or not as the router reads them.
+            "/show/main/other.m3u8",
+            "/show//playlist.m3u8",
+            "//main/playlist.m3u8",
+            "/show/main/x/playlist.m3u8",
+            "/%73how/index.m3u8",
+            "/show/index.m3u8/",
+            "show/index.m3u8",
+        ] {
+            assert_eq!(Route::of(other), None, "{other}");
+        }
     }
 
     #[test]
