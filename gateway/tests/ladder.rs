@@ -1,6 +1,7 @@
-//! The ABR ladder with real peers: ffmpeg publishes 960x540 H.264 + AAC over
-//! SRT; the real `dropline` binary, configured with one 360p rung, serves it
-//! besides the source. Checks the multivariant playlist's two variants, that
+//! The ABR ladder with real peers: ffmpeg publishes 960x540 H.264 with
+//! B-frames (as many venue encoders send: frames arrive out of presentation
+//! order) + AAC over SRT; the real `dropline` binary, configured with one 360p
+//! rung (no B-frames), serves it besides the source. Checks the multivariant playlist's two variants, that
 //! the rung's media playlist has the source's MSNs, part counts and durations,
 //! that every media playlist reports every other rendition, and that ffprobe
 //! (an independent decoder) reads a rung segment as 640x360 H.264.
@@ -24,9 +25,9 @@ fn media(gw: &Gateway, rendition: &str) -> MediaPlaylist {
     MediaPlaylist::parse(&r.text()).unwrap()
 }
 
-/// ffprobe on the rung's init segment and one of its segments, as a file:
-/// codec, width, height and decoded frame count of its one stream.
-fn probe(gw: &Gateway, rendition: &str, msn: u64) -> String {
+/// ffprobe on a rendition's init segment and one of its segments, as a
+/// file, showing `entries` (`-show_entries`) of its one stream, one line each.
+fn probe(gw: &Gateway, rendition: &str, msn: u64, entries: &str) -> String {
     let mut file = gw.get(&format!("/lad/{rendition}/init0.mp4")).body;
     let seg = gw.get(&format!("/lad/{rendition}/seg{msn}.m4s"));
     assert_eq!(seg.status, 200, "{rendition} seg{msn}");
@@ -35,8 +36,7 @@ fn probe(gw: &Gateway, rendition: &str, msn: u64) -> String {
     let path = dir.path().join("rung.mp4");
     std::fs::write(&path, &file).unwrap();
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-show_entries"])
-        .args(["stream=codec_name,width,height,nb_read_frames"])
+        .args(["-v", "error", "-count_frames", "-show_entries", entries])
         .args(["-of", "csv=p=0"])
         .arg(&path)
         .output()
@@ -50,7 +50,7 @@ fn a_ladder_rung_is_cut_on_the_source_grid() {
         "{BASE_CONFIG}ladder = [{{ name = \"360p\", height = 360, bitrate_kbps = 500 }}]\n"
     );
     let gw = Gateway::start(&config);
-    let mut publisher = publish_av_sized(gw.srt, "publish:lad", "", "960x540");
+    let mut publisher = publish_av_sized(gw.srt, "publish:lad", "", "960x540", 2);
     // Asked for as soon as the stream exists, the multivariant playlist
     // already lists the rung: players read it once.
     let first = poll(SOON, Duration::from_millis(100), || {
@@ -151,7 +151,15 @@ fn a_ladder_rung_is_cut_on_the_source_grid() {
     // An independent decoder reads a rung segment as 360-line H.264: one
     // second of the 30 fps source.
     let msn = shared[shared.len() - 1];
-    let probed = probe(&gw, "360p", msn);
+    let stream = "stream=codec_name,width,height,nb_read_frames";
+    let probed = probe(&gw, "360p", msn, stream);
     assert_eq!(probed, "h264,640,360,30", "ffprobe of 360p seg{msn}");
+    // The source's segment has B-frames; the rung is encoded without.
+    let b_frames = |rendition| {
+        let types = probe(&gw, rendition, msn, "frame=pict_type");
+        types.lines().filter(|t| t.trim() == "B").count()
+    };
+    assert!(b_frames("main") >= 10, "B-frames in main seg{msn}");
+    assert_eq!(b_frames("360p"), 0, "B-frames in 360p seg{msn}");
     publisher.stop();
 }

@@ -1,5 +1,5 @@
 // ABR ladder end to end: the gateway, configured with one 180p rung, transcodes ffmpeg's 640x360
-// source; hls.js in headless Chromium, pinned to the rung (`?height=180`), plays it with the
+// source (H.264 with 2 B-frames between references, as many venue encoders send); hls.js in headless Chromium, pinned to the rung (`?height=180`), plays it with the
 // source's audio rendition, without stalls, at low latency, with blocking reloads and parts. Then
 // hls.js switches up to the source and back down mid-stream, as its ABR would: renditions cut on
 // the same MSN and part boundaries switch without a stall.
@@ -40,7 +40,7 @@ test('hls.js plays a 180p ladder rung with the source audio', { timeout: 180_000
     writeFileSync(config, '[hls]\nladder = [{ name = "180p", height = 180, bitrate_kbps = 300 }]\n');
     gateway = await startGateway({ extraArgs: ['--config', config] });
     cleanup.add(() => gateway.stop());
-    const publisher = startPublisher({ srt: gateway.srt, name: STREAM });
+    const publisher = startPublisher({ srt: gateway.srt, name: STREAM, bFrames: 2 });
     cleanup.add(() => publisher.stop());
     const check = () => {
       gateway.check();

@@ -115,8 +115,9 @@ fn ffmpeg() -> Command {
 }
 
 /// ffmpeg encoding a live H.264 + AAC test pattern of `size` (WxH) with 1 s
-/// GOPs; the caller adds the muxer and the output.
-fn av_encoder(size: &str) -> Command {
+/// GOPs and `b_frames` B-frames between references; the caller adds the
+/// muxer and the output.
+fn av_encoder(size: &str, b_frames: u32) -> Command {
     let mut c = ffmpeg();
     c.args(["-re", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate=30"))
@@ -130,18 +131,24 @@ fn av_encoder(size: &str) -> Command {
             "-tune",
             "zerolatency",
         ])
-        .args(["-g", "30", "-bf", "0", "-c:a", "aac"]);
+        .args(["-g", "30", "-bf", &b_frames.to_string(), "-c:a", "aac"]);
     c
 }
 
 /// The good publisher of the brief: live H.264 + AAC test pattern, 1 s GOPs.
 pub fn publish_av(srt: SocketAddr, streamid: &str, extra: &str) -> Peer {
-    publish_av_sized(srt, streamid, extra, "320x240")
+    publish_av_sized(srt, streamid, extra, "320x240", 0)
 }
 
-/// [`publish_av`] with a picture of `size` (WxH).
-pub fn publish_av_sized(srt: SocketAddr, streamid: &str, extra: &str, size: &str) -> Peer {
-    let mut c = av_encoder(size);
+/// [`publish_av`] with a picture of `size` (WxH) and `b_frames` B-frames.
+pub fn publish_av_sized(
+    srt: SocketAddr,
+    streamid: &str,
+    extra: &str,
+    size: &str,
+    b_frames: u32,
+) -> Peer {
+    let mut c = av_encoder(size, b_frames);
     c.args(["-f", "mpegts"])
         .arg(ffmpeg_url(srt, streamid, extra));
     Peer::spawn(&format!("ffmpeg {streamid}"), c)
@@ -293,7 +300,7 @@ pub fn encoder_to_udp(ports: &[u16]) -> Peer {
         .iter()
         .map(|p| format!("[f=mpegts:onfail=ignore]udp://127.0.0.1:{p}?pkt_size=1316"))
         .collect();
-    let mut c = av_encoder("320x240");
+    let mut c = av_encoder("320x240", 0);
     c.args(["-f", "tee"]).arg(outputs.join("|"));
     Peer::spawn("ffmpeg encoder to udp", c)
 }
