@@ -1,8 +1,9 @@
 // ABR ladder end to end: the gateway, configured with one 180p rung, transcodes ffmpeg's 640x360
-// source (H.264 with 2 B-frames between references, as many venue encoders send); hls.js in headless Chromium, pinned to the rung (`?height=180`), plays it with the
-// source's audio rendition, without stalls, at low latency, with blocking reloads and parts. Then
-// hls.js switches up to the source and back down mid-stream, as its ABR would: renditions cut on
-// the same MSN and part boundaries switch without a stall.
+// source (H.264 with 2 B-frames between references, as many venue encoders send); hls.js in
+// headless Chromium, pinned to the rung (`?height=180`), plays it with the source's audio
+// rendition, without stalls, at low latency, with blocking reloads and parts. Then hls.js switches
+// up to the source and back down mid-stream, as its ABR would: renditions cut on the same MSN and
+// part boundaries switch without a stall.
 
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
