@@ -127,7 +127,8 @@ pub(super) async fn multivariant(
     Path(stream): Path<String>,
     req: HeaderMap,
 ) -> Response {
-    answered(multivariant_answer(&state, &stream, &req).await)
+    let route = Route::Multivariant(&stream);
+    route.answer(&state, "", &req).await.map(Body::from)
 }
 
 /// `GET /{stream}/{rendition}/{object}`.
@@ -137,24 +138,18 @@ pub(super) async fn rendition_object(
     RawQuery(query): RawQuery,
     req: HeaderMap,
 ) -> Response {
-    let res = match parse_object_name(&object) {
-        Some(object) => {
-            let query = query.as_deref().unwrap_or("");
-            object_answer(&state, &stream, &rendition, object, query, &req).await
-        }
-        None => Err(HlsError::NotFound),
+    let Some(object) = parse_object_name(&object) else {
+        return HlsError::NotFound.into_response();
     };
-    answered(res)
+    let route = Route::Object(&stream, &rendition, object);
+    let query = query.as_deref().unwrap_or("");
+    route.answer(&state, query, &req).await.map(Body::from)
 }
 
-/// An answer or an error as an axum response.
-fn answered(res: Result<Answer, HlsError>) -> Response {
-    res.unwrap_or_else(|e| e.answer()).map(Body::from)
-}
-
-/// A request path that one of the two routes above answers: what the
-/// HTTP/1.1 fast path (`h1.rs`) takes on. No other route of `super::router`
-/// ends in an HLS object name (`routes_are_the_routers` below).
+/// A request path that one of the two routes above answers, and what both
+/// they and the HTTP/1.1 fast path (`h1.rs`) answer it with. No other route
+/// of `super::router` ends in an HLS object name (`routes_are_the_routers`
+/// below).
 #[derive(Debug, PartialEq)]
 pub(super) enum Route<'a> {
     Multivariant(&'a str),
