@@ -80,14 +80,7 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 
 /// Pins every thread of this process, and the threads it starts later, to `cpu`.
 pub fn pin_self(cpu: usize) -> anyhow::Result<()> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", &cpu.to_string()])
-        .arg(std::process::id().to_string())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("run taskset (util-linux)")?;
-    ensure!(status.success(), "taskset -p -c {cpu} failed: {status}");
-    Ok(())
+    taskset(cpu, &["-a"], &std::process::id().to_string())
 }
 
 /// Pins the calling thread (only) to `cpu`.
@@ -98,14 +91,20 @@ pub fn pin_thread(cpu: usize) -> anyhow::Result<()> {
         .and_then(|t| t.to_str())
         .context("thread id")?
         .to_owned();
+    taskset(cpu, &[], &tid)
+}
+
+/// `taskset FLAGS -p -c CPU ID`: pins process or thread `id` to `cpu`.
+fn taskset(cpu: usize, flags: &[&str], id: &str) -> anyhow::Result<()> {
     let status = Command::new("taskset")
-        .args(["-p", "-c", &cpu.to_string(), &tid])
+        .args(flags)
+        .args(["-p", "-c", &cpu.to_string(), id])
         .stdout(std::process::Stdio::null())
         .status()
         .context("run taskset (util-linux)")?;
     ensure!(
         status.success(),
-        "taskset -p -c {cpu} {tid} failed: {status}"
+        "taskset -p -c {cpu} {id} failed: {status}"
     );
     Ok(())
 }
