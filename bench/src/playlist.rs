@@ -52,20 +52,79 @@ fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Parses a media playlist; parts of complete segments keep that segment's MSN,
-/// parts after the last EXTINF belong to the segment in progress.
+/// Media Sequence Numbers and Part Indexes counted line by line, as a player
+/// counts them: parts of complete segments keep that segment's MSN, parts
+/// after the last EXTINF belong to the segment in progress; a delta update's
+/// `EXT-X-SKIP` stands for its skipped segments.
+#[derive(Default)]
+struct Numbering {
+    msn: u64,
+    /// Parts of the current segment read so far.
+    index: u64,
+    in_segment: bool,
+}
+
+/// What a line was to [`Numbering`].
+enum Numbered<'l> {
+    /// An `EXT-X-PART`: (MSN, part index) and its attribute list.
+    Part(u64, u64, &'l str),
+    /// The URI line that ends a segment.
+    SegmentEnd,
+    Other,
+}
+
+impl Numbering {
+    fn read<'l>(&mut self, line: &'l str) -> anyhow::Result<Numbered<'l>> {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            self.msn = v.parse().context("EXT-X-MEDIA-SEQUENCE")?;
+        } else if let Some(a) = line.strip_prefix("#EXT-X-SKIP:") {
+            let skipped = attr(a, "SKIPPED-SEGMENTS").context("EXT-X-SKIP")?;
+            self.msn += skipped.parse::<u64>().context("SKIPPED-SEGMENTS")?;
+        } else if let Some(a) = line.strip_prefix("#EXT-X-PART:") {
+            self.index += 1;
+            return Ok(Numbered::Part(self.msn, self.index - 1, a));
+        } else if line.starts_with("#EXTINF:") {
+            self.in_segment = true;
+        } else if self.in_segment && !line.is_empty() && !line.starts_with('#') {
+            self.in_segment = false;
+            self.msn += 1;
+            self.index = 0;
+            return Ok(Numbered::SegmentEnd);
+        }
+        Ok(Numbered::Other)
+    }
+}
+
+/// Parses a media playlist, its parts numbered by [`Numbering`].
 pub fn parse(text: &str) -> anyhow::Result<MediaPlaylist> {
     let mut pl = MediaPlaylist::default();
-    let mut msn: Option<u64> = None;
-    let mut index = 0;
-    let mut in_segment = false;
+    let mut numbering = Numbering::default();
     // The PDT of the next part, and of the next segment once this one ends.
     let mut pdt: Option<i64> = None;
     let mut segment_end: Option<i64> = None;
     for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            msn = Some(v.parse().context("EXT-X-MEDIA-SEQUENCE")?);
-        } else if let Some(a) = line.strip_prefix("#EXT-X-MAP:") {
+        match numbering.read(line)? {
+            Numbered::Part(msn, index, a) => {
+                let uri = attr(a, "URI").context("EXT-X-PART without URI")?;
+                let duration_us =
+                    secs_to_us(attr(a, "DURATION").context("EXT-X-PART without DURATION")?)?;
+                pl.parts.push(PartEntry {
+                    msn,
+                    index,
+                    uri: uri.to_owned(),
+                    duration_us,
+                    pdt_us: pdt,
+                });
+                pdt = pdt.map(|p| p + duration_us);
+                continue;
+            }
+            Numbered::SegmentEnd => {
+                pdt = segment_end;
+                continue;
+            }
+            Numbered::Other => {}
+        }
+        if let Some(a) = line.strip_prefix("#EXT-X-MAP:") {
             pl.map_uri = attr(a, "URI").map(str::to_owned);
         } else if let Some(a) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
             pl.part_hold_back_us = attr(a, "PART-HOLD-BACK").map(secs_to_us).transpose()?;
@@ -78,63 +137,30 @@ pub fn parse(text: &str) -> anyhow::Result<MediaPlaylist> {
                     .to_owned(),
                 start_us: date_us(attr(a, "START-DATE").context("DATERANGE without START-DATE")?)?,
             });
-        } else if let Some(a) = line.strip_prefix("#EXT-X-PART:") {
-            let uri = attr(a, "URI").context("EXT-X-PART without URI")?;
-            let duration_us =
-                secs_to_us(attr(a, "DURATION").context("EXT-X-PART without DURATION")?)?;
-            pl.parts.push(PartEntry {
-                msn: msn.unwrap_or(0),
-                index,
-                uri: uri.to_owned(),
-                duration_us,
-                pdt_us: pdt,
-            });
-            pdt = pdt.map(|p| p + duration_us);
-            index += 1;
         } else if let Some(v) = line.strip_prefix("#EXTINF:") {
-            in_segment = true;
             let extinf = secs_to_us(v.split(',').next().unwrap_or_default())?;
             // Parts listed before EXTINF already advanced `pdt`; a segment
             // without parts ends EXTINF after its PDT.
-            segment_end = pdt.map(|p| if index == 0 { p + extinf } else { p });
+            let parts = numbering.index;
+            segment_end = pdt.map(|p| if parts == 0 { p + extinf } else { p });
         } else if line == "#EXT-X-ENDLIST" {
             pl.ended = true;
-        } else if in_segment && !line.is_empty() && !line.starts_with('#') {
-            // The segment's URI line ends it.
-            in_segment = false;
-            msn = Some(msn.unwrap_or(0) + 1);
-            index = 0;
-            pdt = segment_end;
         }
     }
     Ok(pl)
 }
 
-/// The (MSN, part index) of the last part of a media playlist, full or delta
-/// (`EXT-X-SKIP`), numbered as `parse` numbers its parts: what a player asks
-/// for next, read without building the playlist (the load generator does this
-/// once per answer, for thousands of clients on one core).
+/// The (MSN, part index) of the last part of a media playlist, full or delta,
+/// numbered as [`parse`] numbers its parts: what a player asks for next, read
+/// without building the playlist (the load generator does this once per
+/// answer, for thousands of clients on one core).
 #[must_use]
 pub fn last_part(text: &str) -> Option<(u64, u64)> {
-    let mut msn = 0;
-    let mut parts = 0;
+    let mut numbering = Numbering::default();
     let mut last = None;
-    let mut in_segment = false;
     for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-            msn = v.parse().ok()?;
-        } else if let Some(a) = line.strip_prefix("#EXT-X-SKIP:") {
-            let skipped: u64 = attr(a, "SKIPPED-SEGMENTS")?.parse().ok()?;
-            msn += skipped;
-        } else if line.starts_with("#EXT-X-PART:") {
-            last = Some((msn, parts));
-            parts += 1;
-        } else if line.starts_with("#EXTINF:") {
-            in_segment = true;
-        } else if in_segment && !line.is_empty() && !line.starts_with('#') {
-            in_segment = false;
-            msn += 1;
-            parts = 0;
+        if let Numbered::Part(msn, index, _) = numbering.read(line).ok()? {
+            last = Some((msn, index));
         }
     }
     last
@@ -193,6 +219,8 @@ mod tests {
             #EXT-X-PART:DURATION=0.2,URI=\"part49.m4s\"\n\
             #EXT-X-PART:DURATION=0.2,URI=\"part50.m4s\"\n";
         assert_eq!(last_part(delta), Some((13, 1)));
+        let parts = parse(delta).unwrap().parts;
+        assert_eq!(parts.last().map(|p| (p.msn, p.index)), Some((13, 1)));
     }
 
     #[test]
