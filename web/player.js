@@ -5,6 +5,8 @@
 //   ?stream=NAME                  play /NAME/index.m3u8 from the page's origin (else the first stream)
 //   ?src=http://host:port/NAME/index.m3u8
 //                                 play this playlist instead; the stream list is read from that origin
+//   ?height=H                     pin the variant of that height instead of ABR
+//   ?carriage=emsg|daterange      the player SDK reads cues from that carriage only (default both)
 //
 // window.droplineStats() returns a plain object for tests (see `stats()` below).
 // window.droplineCues lists the commerce cues the player SDK fired (see `recordCue()` below);
@@ -464,7 +466,11 @@ function resetCues() {
 function attachCues(hls) {
   if (!cues.sdk) return;
   cues.schedule ??= new cues.sdk.CueSchedule();
-  const overlay = cues.sdk.attachOverlay(hls, video, { schedule: cues.schedule });
+  const carriage = params.get('carriage');
+  const overlay = cues.sdk.attachOverlay(hls, video, {
+    schedule: cues.schedule,
+    carriages: ['emsg', 'daterange'].includes(carriage) ? [carriage] : undefined,
+  });
   cues.overlay = overlay;
   window.droplineOverlay = overlay;
   overlay.addEventListener('cue', (e) => recordCue(e.detail));

@@ -58,6 +58,8 @@
  * @property {() => number} [now]       monotonic ms clock (default performance.now; tests pass a fake)
  * @property {CueSchedule} [schedule]   share one across re-attachments (a new Hls after a fatal
  *                                      error) so that no cue fires twice
+ * @property {Carriage[]} [carriages]   the carriages read (default both): one alone serves a path that
+ *                                      strips the other (e.g. a packager dropping emsg boxes)
  */
 
 /** Wire kind -> [event type, offer state]. */
@@ -532,10 +534,14 @@ export class DroplineOverlay extends EventTarget {
     // Every reload repeats a malformed DATERANGE: log each ID once.
     this.badDateRanges = new Set();
 
+    const carriages = new Set(opts.carriages ?? ['emsg', 'daterange']);
+    for (const c of carriages) if (c !== 'emsg' && c !== 'daterange') throw new TypeError(`unknown carriage ${c}`);
+    this.readsDateRanges = carriages.has('daterange');
+
     const E = { ...HLS_EVENTS, ...(hls?.constructor?.Events ?? {}) };
     /** @type {[string, Function][]} */
     this.hlsHandlers = [
-      [E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)],
+      ...(carriages.has('emsg') ? [[E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)]] : []),
       [E.LEVEL_UPDATED, (_e, data) => this.onPlaylist(data?.details, true)],
       [E.LEVEL_PTS_UPDATED, (_e, data) => this.onParsed(data)],
       [E.MANIFEST_LOADING, () => this.onNewSource()],
@@ -645,7 +651,7 @@ export class DroplineOverlay extends EventTarget {
    * once their PTS is known) onto the media timeline.
    */
   onPlaylist(details, reloaded) {
-    if (!details?.dateRanges) return;
+    if (!this.readsDateRanges || !details?.dateRanges) return;
     const seen = new Set();
     for (const dateRange of Object.values(details.dateRanges)) {
       try {

@@ -157,12 +157,19 @@ export function gatewayBinary() {
 }
 
 /**
- * Starts `dropline serve` on loopback ports chosen by the OS and resolves once it prints its ready
- * line. Rejects (after killing the process) if it exits first or is not ready within `timeoutMs`.
+ * Starts `dropline serve` on loopback ports chosen by the OS (or on `listen`'s addresses, e.g. those of
+ * a gateway that stopped) and resolves once it prints its ready line. Rejects (after killing the
+ * process) if it exits first or is not ready within `timeoutMs`.
  *
- * @returns {Promise<{proc, addrs, srt, http, httpUrl, stderr: Tail, logFile, stop: () => Promise<void>}>}
+ * @returns {Promise<{proc, addrs, srt, http, httpUrl, stderr: Tail, logFile, stop: () => Promise<void>,
+ *   kill: () => Promise<void>}>}
  */
-export async function startGateway({ extraArgs = [], timeoutMs = READY_TIMEOUT_MS, env = {} } = {}) {
+export async function startGateway({
+  extraArgs = [],
+  timeoutMs = READY_TIMEOUT_MS,
+  env = {},
+  listen = { srt: '127.0.0.1:0', http: '127.0.0.1:0' },
+} = {}) {
   const bin = gatewayBinary();
   if (!existsSync(bin)) {
     throw new Error(`gateway binary not found at ${bin} (run \`make build\` or set DROPLINE_BIN)`);
@@ -170,9 +177,9 @@ export async function startGateway({ extraArgs = [], timeoutMs = READY_TIMEOUT_M
   const args = [
     'serve',
     '--srt-listen',
-    '127.0.0.1:0',
+    listen.srt,
     '--http-listen',
-    '127.0.0.1:0',
+    listen.http,
     '--web-root',
     webRoot,
     ...extraArgs,
@@ -261,6 +268,15 @@ export async function startGateway({ extraArgs = [], timeoutMs = READY_TIMEOUT_M
       if (stopped) return;
       stopped = true;
       await stopChild(proc, 'gateway');
+      stderr.close();
+    },
+    /** SIGKILL: a crash, nothing flushed or closed by the gateway itself. */
+    async kill() {
+      if (stopped) return;
+      stopped = true;
+      proc.kill('SIGKILL');
+      await exited(proc);
+      children.delete(proc);
       stderr.close();
     },
   };

@@ -152,6 +152,25 @@ test('overlay: both carriages and every rendition deliver it, it fires once', ()
   assert.equal(h.events.filter((e) => e.event === 'soldout').length, 1);
 });
 
+test('overlay: `carriages` reads one carriage alone; an unknown one is a TypeError', () => {
+  const json = cueJson({ id: 'one', kind: 'custom', start: '2026-11-26T10:03:05.000Z' });
+  const emsgOnly = harness({ carriages: ['emsg'] }, { currentTime: 104 });
+  emsgOnly.playlist([dateRange(json)]);
+  assert.deepEqual(emsgOnly.overlay.pending(), []);
+  emsgOnly.emsg(json, 105.0);
+  assert.deepEqual(emsgOnly.overlay.pending().map((p) => p.carriage), ['emsg']);
+  emsgOnly.overlay.detach(); // its wake-up timer would keep the test process alive
+
+  const dateRangeOnly = harness({ carriages: ['daterange'] }, { currentTime: 104 });
+  dateRangeOnly.emsg(json, 105.0);
+  assert.deepEqual(dateRangeOnly.overlay.pending(), []);
+  dateRangeOnly.playlist([dateRange(json)]);
+  dateRangeOnly.video.play(2);
+  assert.deepEqual(dateRangeOnly.events.filter((e) => e.event === 'custom').map((e) => e.carriage), ['daterange']);
+
+  assert.throws(() => harness({ carriages: ['id3'] }), TypeError);
+});
+
 test('overlay: the emsg pts corrects a DATERANGE mapped before fragment PTS were known', () => {
   const h = harness({}, { currentTime: 104 });
   h.video.play(0.1);
