@@ -71,6 +71,12 @@ pub fn decide(s: &RenditionSnapshot, d: &Directives) -> Decision {
     let Some(msn) = d.msn else {
         return if d.part.is_some() {
             Decision::Reject(RejectReason::PartWithoutMsn)
+        } else if s.segments.is_empty() {
+            // A first load (no `_HLS_msn`) before the first segment is
+            // complete would list parts but no Media Segment; players start
+            // from a segment (hls.js: "No Segments found in Playlist", an
+            // error it turns fatal after a few retries), so it waits for one.
+            Decision::Wait
         } else {
             Decision::Ready
         };
@@ -407,7 +413,21 @@ mod tests {
         let r = Rendition::new(params(PART_MS), Bytes::new(), Retention::default());
         assert_eq!(decide(r.snapshot(), &req(Some(0), Some(0))), Decision::Wait);
         assert_eq!(decide(r.snapshot(), &req(Some(99), None)), Decision::Wait);
-        assert_eq!(decide(r.snapshot(), &req(None, None)), Decision::Ready);
+        assert_eq!(decide(r.snapshot(), &req(None, None)), Decision::Wait);
+    }
+
+    #[test]
+    fn a_first_load_waits_for_the_first_segment() {
+        // Parts of segment 0, not yet complete: a plain load would list no
+        // Media Segment.
+        assert_eq!(
+            decide(rendition(0, &[3], 8).snapshot(), &req(None, None)),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(rendition(0, &[4, 1], 8).snapshot(), &req(None, None)),
+            Decision::Ready
+        );
     }
 
     /// Kept from a proptest failure (layout [1], msn 2): before anything is
