@@ -407,6 +407,7 @@ function recordCue(d) {
     kind: d.kind,
     type: d.type,
     state: d.state,
+    payload: d.payload,
     mediaTime: d.mediaTime, // intended
     firedAt: d.firedAt, // media time of the frame on screen when it fired
     currentTime: d.currentTime,
