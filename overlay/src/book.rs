@@ -495,7 +495,8 @@ impl CueBook {
 
     /// `EXT-X-DATERANGE` lines of the aired cues whose range (START-DATE plus
     /// DURATION, if any) reaches `window_start` (the first PROGRAM-DATE-TIME
-    /// of the playlist) or later, by START-DATE.
+    /// of the playlist, or earlier while the window fills) or later, by
+    /// START-DATE.
     ///
     /// A range still running stays listed after its START-DATE has left the
     /// window: a viewer who joins mid-offer learns of the offer, and after a

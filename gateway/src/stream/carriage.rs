@@ -146,15 +146,14 @@ impl Carriage {
         }
     }
 
-    /// The `EXT-X-DATERANGE` lines for a playlist window starting at
-    /// `window_start` (its first PROGRAM-DATE-TIME): the same lines for
-    /// every rendition.
-    pub(super) fn dateranges(&mut self, window_start: Option<WallTime>) -> Arc<[String]> {
+    /// The `EXT-X-DATERANGE` lines of the cues aired since `horizon`
+    /// (`Renditions::daterange_horizon`): the same lines for every rendition.
+    pub(super) fn dateranges(&mut self, horizon: Option<WallTime>) -> Arc<[String]> {
         // Rendering every line (payloads up to 16 KiB) on each publication
         // would cost the most when cues are most frequent.
-        if std::mem::take(&mut self.aired) || self.rendered_for != window_start {
-            self.rendered_for = window_start;
-            let lines = window_start
+        if std::mem::take(&mut self.aired) || self.rendered_for != horizon {
+            self.rendered_for = horizon;
+            let lines = horizon
                 .map(|w| self.overlay.dateranges(&self.name, w))
                 .unwrap_or_default();
             if *self.dateranges != *lines {

@@ -73,11 +73,23 @@ impl Renditions {
         }
     }
 
-    /// The first PROGRAM-DATE-TIME of the video playlist: where its window starts.
-    pub(super) fn window_start(&self) -> Option<WallTime> {
+    /// Where the playlists' date ranges start: the first PROGRAM-DATE-TIME of
+    /// the video playlist, reaching back by the segments the window still
+    /// lacks while it fills. A full window lists what aired in it; a young
+    /// one — a stream republished after a gateway restart — also lists what
+    /// aired within a window's length before it, as the playlist would have
+    /// without the restart.
+    pub(super) fn daterange_horizon(
+        &self,
+        retention: Retention,
+        segment_duration: MediaTime,
+    ) -> Option<WallTime> {
         let s = self.video.as_ref()?.snapshot();
         let first = s.segments.first().map(|seg| seg.program_date_time);
-        first.or_else(|| s.open.as_ref().map(|o| o.program_date_time))
+        let first = first.or_else(|| s.open.as_ref().map(|o| o.program_date_time))?;
+        let missing = retention.segments.saturating_sub(s.segments.len());
+        let missing = i64::try_from(missing).unwrap_or(i64::MAX);
+        Some(first.offset(MediaTime(-segment_duration.0.saturating_mul(missing))))
     }
 
     /// The video rendition, once started.

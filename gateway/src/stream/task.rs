@@ -349,7 +349,10 @@ impl StreamTask {
         let incarnation = self.snapshots.borrow().incarnation;
         // Without an overlay the (empty) list is shared, never rebuilt.
         let dateranges = match &mut self.carriage {
-            Some(c) => c.dateranges(self.renditions.window_start()),
+            Some(c) => c.dateranges(self.renditions.daterange_horizon(
+                self.settings.retention,
+                self.settings.segmenter.segment_duration,
+            )),
             None => Arc::clone(&self.snapshots.borrow().dateranges),
         };
         if let Some(mut next) = self.renditions.snapshot(
