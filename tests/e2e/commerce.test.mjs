@@ -17,20 +17,19 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Cleanup,
+  LiveStream,
   launchBrowser,
   makeTempDir,
   readStats,
   repoRoot,
   shutdownAll,
-  startGateway,
-  startPublisher,
   waitForPlaying,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'shop';
 const DROP = 'drop-1';
 const MAX_ERROR_S = 0.04; // the issue's goal: within one frame, ≤ 40 ms
+const HOLD_BACK_MS = 1_500; // offer token not-before = cue PDT + this
 const SECRETS = {
   [`DROPLINE_STREAM_${STREAM.toUpperCase()}_API_TOKEN`]: 'e2e-shop-token-0123456789',
   DROPLINE_WEBHOOK_SHOPIFY_SECRET: 'e2e-shopify-secret',
@@ -58,13 +57,9 @@ function inventoryDelivery(id, available, updatedAt, secret = SECRETS.DROPLINE_W
 
 test('a drop show: webhooks reveal stages, an offer survives a gateway restart, sold out', { timeout: 240_000 }, async () => {
   const cleanup = new Cleanup();
-  let gateway;
-  let publisher;
+  const live = new LiveStream(STREAM);
+  const { check } = live;
   let browser;
-  const check = () => {
-    gateway?.check();
-    publisher?.check();
-  };
   try {
     const dir = makeTempDir('commerce');
     const config = path.join(dir, 'dropline.toml');
@@ -73,6 +68,9 @@ test('a drop show: webhooks reveal stages, an offer survives a gateway restart, 
       `[storage]
 data_dir = ${JSON.stringify(path.join(dir, 'data'))}
 
+[offers]
+hold_back_ms = ${HOLD_BACK_MS}
+
 [[streams.${STREAM}.drops]]
 id = "${DROP}"
 source = "inventory-levels"
@@ -80,16 +78,10 @@ products = [{ product_id = "cap", inventory_item_id = "${INVENTORY.inventory_ite
 stages = [{ label = "plenty" }, { label = "under 50", at_most = 49 }, { label = "last 10", at_most = 10 }]
 `,
     );
-    const start = async (listen) => {
-      gateway = await startGateway({ extraArgs: ['--config', config], env: SECRETS, listen });
-      cleanup.add(() => gateway.stop());
-      publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
-      cleanup.add(() => publisher.stop());
-      await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
-    };
+    const start = (listen) => live.start(cleanup, { extraArgs: ['--config', config], env: SECRETS, listen });
     await start();
-    const { httpUrl } = gateway;
-    const listen = { srt: gateway.addrs.srt, http: gateway.addrs.http };
+    const { httpUrl, addrs } = live.gateway;
+    const listen = { srt: addrs.srt, http: addrs.http };
 
     const call = async (method, url, { body, headers = {} } = {}) => {
       const res = await fetch(`${httpUrl}${url}`, { method, headers, body });
@@ -164,8 +156,8 @@ stages = [{ label = "plenty" }, { label = "under 50", at_most = 49 }, { label = 
       headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': 'offer-1-key' },
     });
     assert.equal(r.status, 201, JSON.stringify(r.json));
-    await gateway.kill();
-    await publisher.stop();
+    await live.gateway.kill();
+    await live.publisher.stop();
     const restartedAt = Date.now();
     await start(listen);
     console.log(`commerce e2e: gateway killed and back, stream live again after ${Date.now() - restartedAt} ms`);
@@ -191,7 +183,7 @@ stages = [{ label = "plenty" }, { label = "under 50", at_most = 49 }, { label = 
         headers: { 'content-type': 'application/json' },
       });
     r = await verify(token);
-    const dueMs = Date.parse(aired.start) + 1_500 - Date.now(); // [offers] hold_back_ms default
+    const dueMs = Date.parse(aired.start) + HOLD_BACK_MS - Date.now();
     if (dueMs > 200) assert.equal(r.status, 422, `valid ${dueMs} ms before it is due: ${JSON.stringify(r.json)}`);
     await sleep(Math.max(dueMs + 100, 0));
     r = await verify(token);
@@ -225,8 +217,7 @@ stages = [{ label = "plenty" }, { label = "under 50", at_most = 49 }, { label = 
     const stats = browser ? await readStats(browser.page).catch(() => null) : null;
     if (stats) console.error(`player errors: ${JSON.stringify(stats.errors)}`);
     if (browser) console.error(browser.describe());
-    if (publisher) console.error(publisher.describe());
-    if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+    console.error(live.describe());
     throw e;
   } finally {
     await cleanup.run();

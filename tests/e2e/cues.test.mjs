@@ -14,15 +14,13 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   Cleanup,
+  LiveStream,
   launchBrowser,
   makeTempDir,
   readStats,
   repoRoot,
   shutdownAll,
-  startGateway,
-  startPublisher,
   waitForPlaying,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'cues';
@@ -34,28 +32,21 @@ after(shutdownAll);
 
 test('cues posted to the API fire once, on their frame, from each carriage alone', { timeout: 180_000 }, async () => {
   const cleanup = new Cleanup();
-  let gateway;
-  let publisher;
+  const live = new LiveStream(STREAM);
+  const { check } = live;
   const viewers = [];
-  const check = () => {
-    gateway?.check();
-    publisher?.check();
-  };
   try {
     const dir = makeTempDir('cues');
     const config = path.join(dir, 'dropline.toml');
     writeFileSync(config, `[storage]\ndata_dir = ${JSON.stringify(path.join(dir, 'data'))}\n\n[streams.${STREAM}]\n`);
-    gateway = await startGateway({
+    await live.start(cleanup, {
       extraArgs: ['--config', config],
       env: { [`DROPLINE_STREAM_${STREAM.toUpperCase()}_API_TOKEN`]: TOKEN },
     });
-    cleanup.add(() => gateway.stop());
-    publisher = startPublisher({ srt: gateway.srt, name: STREAM, latencyMs: 120 });
-    cleanup.add(() => publisher.stop());
-    await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+    const { httpUrl } = live.gateway;
 
     const api = async (method, suffix = '', body = undefined) => {
-      const res = await fetch(`${gateway.httpUrl}/api/v1/streams/${STREAM}/cues${suffix}`, {
+      const res = await fetch(`${httpUrl}/api/v1/streams/${STREAM}/cues${suffix}`, {
         method,
         headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -74,7 +65,7 @@ test('cues posted to the API fire once, on their frame, from each carriage alone
       viewers.push(viewer);
       cleanup.add(() => viewer.close());
       const { page } = viewer;
-      await page.goto(`${gateway.httpUrl}/?stream=${STREAM}&carriage=${carriage}`, { waitUntil: 'load', timeout: 30_000 });
+      await page.goto(`${httpUrl}/?stream=${STREAM}&carriage=${carriage}`, { waitUntil: 'load', timeout: 30_000 });
       await waitForPlaying(page, { timeoutMs: 30_000, check });
       const sdkLoaded = await page.evaluate(() => typeof window.droplineOverlay?.addEventListener === 'function');
       assert.ok(sdkLoaded, `the page did not attach the SDK; console:\n${viewer.console.join('\n')}`);
@@ -188,7 +179,7 @@ test('cues posted to the API fire once, on their frame, from each carriage alone
     const files = [];
     const lines = {};
     for (const rendition of ['main', 'audio']) {
-      const text = await (await fetch(`${gateway.httpUrl}/${STREAM}/${rendition}/playlist.m3u8`)).text();
+      const text = await (await fetch(`${httpUrl}/${STREAM}/${rendition}/playlist.m3u8`)).text();
       const file = path.join(dir, `${rendition}.m3u8`);
       writeFileSync(file, text);
       files.push(file);
@@ -205,8 +196,7 @@ test('cues posted to the API fire once, on their frame, from each carriage alone
       if (stats) console.error(`player errors: ${JSON.stringify(stats.errors)}`);
       console.error(b.describe());
     }
-    if (publisher) console.error(publisher.describe());
-    if (gateway) console.error(`gateway:\n  ${gateway.describe()}`);
+    console.error(live.describe());
     throw e;
   } finally {
     await cleanup.run();

@@ -108,12 +108,13 @@ function exited(child) {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-async function stopChild(child, name) {
+/** Stops `child` with `signal`; one that ignores SIGTERM for STOP_GRACE_MS gets SIGKILL. */
+async function stopChild(child, name, signal = 'SIGTERM') {
   if (!child || child.exitCode !== null || child.signalCode !== null) {
     children.delete(child);
     return;
   }
-  child.kill('SIGTERM');
+  child.kill(signal);
   const done = await Promise.race([exited(child).then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
   if (!done) {
     console.error(`${name} did not exit within ${STOP_GRACE_MS} ms of SIGTERM; sending SIGKILL`);
@@ -247,6 +248,12 @@ export async function startGateway({
   const http = connectableAddr(addrs.http);
   const srt = connectableAddr(addrs.srt);
   let stopped = false;
+  const end = async (signal) => {
+    if (stopped) return;
+    stopped = true;
+    await stopChild(proc, 'gateway', signal);
+    stderr.close();
+  };
   return {
     proc,
     addrs,
@@ -264,21 +271,9 @@ export async function startGateway({
         );
       }
     },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await stopChild(proc, 'gateway');
-      stderr.close();
-    },
+    stop: () => end('SIGTERM'),
     /** SIGKILL: a crash, nothing flushed or closed by the gateway itself. */
-    async kill() {
-      if (stopped) return;
-      stopped = true;
-      proc.kill('SIGKILL');
-      await exited(proc);
-      children.delete(proc);
-      stderr.close();
-    },
+    kill: () => end('SIGKILL'),
   };
 }
 
@@ -433,10 +428,11 @@ export class LiveStream {
 
   /**
    * Starts both (registered with `cleanup`); resolves with the multivariant playlist once it plays.
-   * `bFrames` is passed to the publisher.
+   * `extraArgs`, `env` and `listen` are passed to the gateway, `bFrames` to the publisher. Called
+   * again after `gateway.kill()`/`stop()`, it starts them anew (e.g. on the old `listen` addresses).
    */
-  async start(cleanup, { env = {}, bFrames = 0 } = {}) {
-    this.gateway = await startGateway({ env });
+  async start(cleanup, { extraArgs, env = {}, listen, bFrames = 0 } = {}) {
+    this.gateway = await startGateway({ extraArgs, env, listen });
     cleanup.add(() => this.gateway.stop());
     this.publisher = startPublisher({ srt: this.gateway.srt, name: this.name, latencyMs: 120, bFrames });
     cleanup.add(() => this.publisher.stop());

@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   Cleanup,
+  LiveStream,
   assertAudioRenditionLoaded,
   countRequests,
   describeSamples,
@@ -19,10 +20,7 @@ import {
   percentile,
   sampleStats,
   shutdownAll,
-  startGateway,
-  startPublisher,
   waitForPlaying,
-  waitForStream,
 } from './helpers.mjs';
 
 const STREAM = 'ladder';
@@ -35,26 +33,19 @@ after(shutdownAll);
 test('hls.js plays a 180p ladder rung with the source audio', { timeout: 180_000 }, async () => {
   const cleanup = new Cleanup();
   let samples = [];
-  let gateway;
+  const live = new LiveStream(STREAM);
+  const { check } = live;
   try {
     const config = path.join(makeTempDir('ladder'), 'dropline.toml');
     writeFileSync(config, '[hls]\nladder = [{ name = "180p", height = 180, bitrate_kbps = 300 }]\n');
-    gateway = await startGateway({ extraArgs: ['--config', config] });
-    cleanup.add(() => gateway.stop());
-    const publisher = startPublisher({ srt: gateway.srt, name: STREAM, bFrames: 2 });
-    cleanup.add(() => publisher.stop());
-    const check = () => {
-      gateway.check();
-      publisher.check();
-    };
-    const multivariant = await waitForStream(gateway.httpUrl, STREAM, { timeoutMs: 30_000, check });
+    const multivariant = await live.start(cleanup, { extraArgs: ['--config', config], bFrames: 2 });
     assert.match(multivariant, /RESOLUTION=320x180,FRAME-RATE=30\.000,AUDIO="audio"\n180p\/playlist\.m3u8/);
 
     const browser = await launchBrowser();
     cleanup.add(() => browser.close());
     const { page } = browser;
     const requests = countRequests(page);
-    await page.goto(`${gateway.httpUrl}/?stream=${STREAM}&height=180`, { waitUntil: 'load', timeout: 30_000 });
+    await page.goto(`${live.gateway.httpUrl}/?stream=${STREAM}&height=180`, { waitUntil: 'load', timeout: 30_000 });
     await waitForPlaying(page, { timeoutMs: 30_000, check });
     samples = await sampleStats(page, { durationMs: SAMPLE_FOR_MS, intervalMs: 500, check });
     const last = samples.at(-1);
@@ -93,7 +84,7 @@ test('hls.js plays a 180p ladder rung with the source audio', { timeout: 180_000
     }
     assert.ok(requests.main?.parts > 0, `source parts after the switch up: ${JSON.stringify(requests)}`);
   } catch (e) {
-    if (gateway) e.message += `\n${gateway.describe()}`;
+    e.message += `\n${live.describe()}`;
     throw e;
   } finally {
     await cleanup.run();
