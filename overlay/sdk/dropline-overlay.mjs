@@ -534,14 +534,14 @@ export class DroplineOverlay extends EventTarget {
     // Every reload repeats a malformed DATERANGE: log each ID once.
     this.badDateRanges = new Set();
 
-    const carriages = new Set(opts.carriages ?? ['emsg', 'daterange']);
-    for (const c of carriages) if (c !== 'emsg' && c !== 'daterange') throw new TypeError(`unknown carriage ${c}`);
-    this.readsDateRanges = carriages.has('daterange');
+    /** @type {Set<Carriage>} the carriages read */
+    this.carriages = new Set(opts.carriages ?? ['emsg', 'daterange']);
+    for (const c of this.carriages) if (c !== 'emsg' && c !== 'daterange') throw new TypeError(`unknown carriage ${c}`);
 
     const E = { ...HLS_EVENTS, ...(hls?.constructor?.Events ?? {}) };
     /** @type {[string, Function][]} */
     this.hlsHandlers = [
-      ...(carriages.has('emsg') ? [[E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)]] : []),
+      [E.FRAG_PARSING_METADATA, (_e, data) => this.onMetadata(data)],
       [E.LEVEL_UPDATED, (_e, data) => this.onPlaylist(data?.details, true)],
       [E.LEVEL_PTS_UPDATED, (_e, data) => this.onParsed(data)],
       [E.MANIFEST_LOADING, () => this.onNewSource()],
@@ -595,6 +595,7 @@ export class DroplineOverlay extends EventTarget {
 
   /** Hls.Events.FRAG_PARSING_METADATA: { frag, samples: [{ pts, data, type }] }. */
   onMetadata(data) {
+    if (!this.carriages.has('emsg')) return;
     for (const sample of data?.samples ?? []) {
       if (sample?.type !== undefined && !ID3_SAMPLE_TYPES.has(sample.type)) continue;
       let texts;
@@ -651,7 +652,7 @@ export class DroplineOverlay extends EventTarget {
    * once their PTS is known) onto the media timeline.
    */
   onPlaylist(details, reloaded) {
-    if (!this.readsDateRanges || !details?.dateRanges) return;
+    if (!this.carriages.has('daterange') || !details?.dateRanges) return;
     const seen = new Set();
     for (const dateRange of Object.values(details.dateRanges)) {
       try {
